@@ -1,0 +1,152 @@
+// Package bankclient is the typed client of the Bank API that the Store's relay uses.
+package bankclient
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/txmesh/txmesh/src/internal/payment"
+)
+
+// Error is a response from the Bank that is not a result: its HTTP status and error body.
+type Error struct {
+	StatusCode int
+	Code       string
+	Message    string
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("bank answered %d %s: %s", e.StatusCode, e.Code, e.Message)
+}
+
+// Permanent reports whether resending the same transaction can never succeed: the Bank rejected the request
+// itself (400, 409, 413, 415 and any other 4xx but 408 and 429), as opposed to being unable to process it now.
+func (e *Error) Permanent() bool {
+	return e.StatusCode >= 400 && e.StatusCode < 500 &&
+		e.StatusCode != http.StatusRequestTimeout && e.StatusCode != http.StatusTooManyRequests
+}
+
+// IsPermanent reports whether err is a permanent rejection by the Bank (see Error.Permanent).
+func IsPermanent(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Permanent()
+}
+
+// Client talks to one Bank base URL.
+type Client struct {
+	endpoint string
+	hc       *http.Client
+}
+
+// New returns a client for the Bank at baseURL (http or https) using hc.
+func New(baseURL string, hc *http.Client) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("bank url %q: must be http(s)://host[:port]", baseURL)
+	}
+	return &Client{endpoint: strings.TrimRight(u.String(), "/") + "/v1/transactions", hc: hc}, nil
+}
+
+// Submit sends a transaction with its id as the Idempotency-Key and returns the Bank's result, whether it was
+// processed now (201) or earlier (200). Any other answer is an *Error; transport failures are returned wrapped.
+func (c *Client) Submit(ctx context.Context, tx payment.Transaction) (payment.Result, error) {
+	body, err := json.Marshal(tx)
+	if err != nil {
+		return payment.Result{}, fmt.Errorf("encode transaction: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
+	if err != nil {
+		return payment.Result{}, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(payment.IdempotencyHeader, tx.ID.String())
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return payment.Result{}, fmt.Errorf("post transaction %s: %w", tx.ID, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return payment.Result{}, fmt.Errorf("read bank answer for %s: %w", tx.ID, err)
+	}
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated {
+		var res payment.Result
+		if err := json.Unmarshal(data, &res); err != nil || res.ID != tx.ID {
+			return payment.Result{}, fmt.Errorf("bank answered %d with an unreadable result for %s: %q",
+				resp.StatusCode, tx.ID, truncate(data))
+		}
+		return res, nil
+	}
+	e := &Error{StatusCode: resp.StatusCode}
+	var eb payment.ErrorBody
+	if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
+		e.Code, e.Message = eb.Error.Code, eb.Error.Message
+	} else {
+		e.Code, e.Message = "http_"+strconv.Itoa(resp.StatusCode), truncate(data)
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+		e.RetryAfter = time.Duration(s) * time.Second
+	}
+	return payment.Result{}, e
+}
+
+func truncate(b []byte) string {
+	const n = 200
+	if len(b) > n {
+		return string(b[:n]) + "…"
+	}
+	return string(b)
+}
+
+// TLSConfig builds the client side of (m)TLS: caFile verifies the Bank (system roots when empty), and
+// certFile/keyFile, when both are set, are presented as the client certificate.
+func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(64)}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read bank CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("bank CA %s holds no PEM certificate", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("client certificate and key must be given together")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// HTTPClient returns an http.Client that keeps connections to the Bank alive (up to maxConns) and gives every
+// request timeout to complete. tlsCfg may be nil for plain HTTP.
+func HTTPClient(timeout time.Duration, maxConns int, tlsCfg *tls.Config) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsCfg
+	tr.MaxIdleConns = maxConns
+	tr.MaxIdleConnsPerHost = maxConns
+	tr.MaxConnsPerHost = maxConns
+	tr.IdleConnTimeout = 90 * time.Second
+	return &http.Client{Transport: tr, Timeout: timeout}
+}

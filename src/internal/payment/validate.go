@@ -1,0 +1,257 @@
+package payment
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// ValidationError is bad input: a message and, when a field is at fault, a message per field.
+type ValidationError struct {
+	Message string
+	Fields  map[string]string
+}
+
+func (e *ValidationError) Error() string {
+	if len(e.Fields) == 0 {
+		return e.Message
+	}
+	keys := make([]string, 0, len(e.Fields))
+	for k := range e.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+": "+e.Fields[k])
+	}
+	return e.Message + " (" + strings.Join(parts, "; ") + ")"
+}
+
+// Fields collects field-level errors while a request is decoded.
+type Fields map[string]string
+
+// Add records the first error for a field.
+func (f Fields) Add(field, msg string) {
+	if _, ok := f[field]; !ok {
+		f[field] = msg
+	}
+}
+
+// Err returns a ValidationError when any field failed, nil otherwise.
+func (f Fields) Err() error {
+	if len(f) == 0 {
+		return nil
+	}
+	return &ValidationError{Message: "invalid fields", Fields: f}
+}
+
+// DecodeObject reads one JSON object whose keys must all be in allowed, and returns its members undecoded.
+// Malformed JSON, trailing data, duplicate keys and unknown keys are validation errors.
+func DecodeObject(r io.Reader, allowed ...string) (map[string]json.RawMessage, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err // the caller maps body-size errors
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, &ValidationError{Message: "malformed JSON: " + jsonErrText(err)}
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, &ValidationError{Message: "request body must be a JSON object"}
+	}
+	members := make(map[string]json.RawMessage, len(allowed))
+	fields := Fields{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, &ValidationError{Message: "malformed JSON: " + jsonErrText(err)}
+		}
+		key, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, &ValidationError{Message: "malformed JSON: " + jsonErrText(err)}
+		}
+		switch {
+		case !contains(allowed, key):
+			fields.Add(key, "unknown field")
+		case members[key] != nil:
+			fields.Add(key, "duplicate field")
+		default:
+			members[key] = raw
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, &ValidationError{Message: "malformed JSON: " + jsonErrText(err)}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, &ValidationError{Message: "malformed JSON: unexpected data after the object"}
+	}
+	if err := fields.Err(); err != nil {
+		return nil, err
+	}
+	return members, nil
+}
+
+func jsonErrText(err error) string {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "unexpected end of input"
+	}
+	return err.Error()
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// String decodes a required JSON string member.
+func String(members map[string]json.RawMessage, fields Fields, name string) (string, bool) {
+	raw, ok := members[name]
+	if !ok || string(raw) == "null" {
+		fields.Add(name, "is required")
+		return "", false
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		fields.Add(name, "must be a string")
+		return "", false
+	}
+	return s, true
+}
+
+// ParseID decodes a required UUID member.
+func ParseID(members map[string]json.RawMessage, fields Fields, name string) uuid.UUID {
+	s, ok := String(members, fields, name)
+	if !ok {
+		return uuid.Nil
+	}
+	id, err := ParseUUID(s)
+	if err != nil {
+		fields.Add(name, err.Error())
+	}
+	return id
+}
+
+// ParseUUID accepts the canonical 36-character textual form only.
+func ParseUUID(s string) (uuid.UUID, error) {
+	if len(s) != 36 {
+		return uuid.Nil, errors.New("must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+	}
+	id, err := uuid.Parse(s)
+	if err != nil || id == uuid.Nil {
+		return uuid.Nil, errors.New("must be a non-nil UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+	}
+	return id, nil
+}
+
+// ParseIdentifier decodes a required store or account id.
+func ParseIdentifier(members map[string]json.RawMessage, fields Fields, name string) string {
+	s, ok := String(members, fields, name)
+	if ok && !ValidIdentifier(s) {
+		fields.Add(name, "must be 1-64 characters of [A-Za-z0-9._-]")
+	}
+	return s
+}
+
+var integerPattern = regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
+
+// ParseAmount decodes a required amount: a JSON integer (no fraction, exponent or string) in minor units.
+func ParseAmount(members map[string]json.RawMessage, fields Fields, name string) int64 {
+	raw, ok := members[name]
+	if !ok || string(raw) == "null" {
+		fields.Add(name, "is required")
+		return 0
+	}
+	if !integerPattern.Match(raw) {
+		fields.Add(name, "must be a JSON integer in minor units (no fraction, exponent or string)")
+		return 0
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil || n < MinAmount || n > MaxAmount {
+		fields.Add(name, fmt.Sprintf("must be between %d and %d", MinAmount, MaxAmount))
+		return 0
+	}
+	return n
+}
+
+// ParseCurrency decodes a required ISO 4217 alphabetic code in upper case.
+func ParseCurrency(members map[string]json.RawMessage, fields Fields, name string) string {
+	s, ok := String(members, fields, name)
+	if ok && !ValidCurrency(s) {
+		fields.Add(name, "must be an ISO 4217 alphabetic currency code in upper case")
+	}
+	return s
+}
+
+// ParseTime decodes a required RFC 3339 timestamp.
+func ParseTime(members map[string]json.RawMessage, fields Fields, name string) time.Time {
+	s, ok := String(members, fields, name)
+	if !ok {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		fields.Add(name, "must be an RFC 3339 timestamp")
+	}
+	return t
+}
+
+// DecodeTransaction reads and validates a transaction as POST /v1/transactions receives it.
+func DecodeTransaction(r io.Reader) (Transaction, error) {
+	members, err := DecodeObject(r, "id", "store_id", "account_id", "amount", "currency", "created_at")
+	if err != nil {
+		return Transaction{}, err
+	}
+	fields := Fields{}
+	tx := Transaction{
+		ID:        ParseID(members, fields, "id"),
+		StoreID:   ParseIdentifier(members, fields, "store_id"),
+		AccountID: ParseIdentifier(members, fields, "account_id"),
+		Amount:    ParseAmount(members, fields, "amount"),
+		Currency:  ParseCurrency(members, fields, "currency"),
+		CreatedAt: ParseTime(members, fields, "created_at"),
+	}
+	if err := fields.Err(); err != nil {
+		return Transaction{}, err
+	}
+	return tx.Normalize(), nil
+}
+
+// Validate checks a transaction built in code (the Store's side of the contract).
+func (t Transaction) Validate() error {
+	fields := Fields{}
+	if t.ID == uuid.Nil {
+		fields.Add("id", "is required")
+	}
+	if !ValidIdentifier(t.StoreID) {
+		fields.Add("store_id", "must be 1-64 characters of [A-Za-z0-9._-]")
+	}
+	if !ValidIdentifier(t.AccountID) {
+		fields.Add("account_id", "must be 1-64 characters of [A-Za-z0-9._-]")
+	}
+	if t.Amount < MinAmount || t.Amount > MaxAmount {
+		fields.Add("amount", fmt.Sprintf("must be between %d and %d", MinAmount, MaxAmount))
+	}
+	if !ValidCurrency(t.Currency) {
+		fields.Add("currency", "must be an ISO 4217 alphabetic currency code in upper case")
+	}
+	if t.CreatedAt.IsZero() {
+		fields.Add("created_at", "is required")
+	}
+	return fields.Err()
+}

@@ -1,0 +1,419 @@
+// Package pglocal starts throwaway PostgreSQL servers from the server binaries installed on the machine: for
+// tests, `make run`, benchmarks and the HA lab (a primary with streaming standbys, kill -9 and promotion).
+//
+// initdb and postgres refuse to run as root: when the caller is root the servers run as the unprivileged
+// `postgres` user (override with PGLOCAL_USER).
+package pglocal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Options configure a new server.
+type Options struct {
+	// Dir is where the data directory and log go; a fresh temporary directory when empty.
+	Dir string
+	// Port to listen on (127.0.0.1); a free one when 0.
+	Port int
+	// Settings are passed as `-c name=value` and override the defaults (fsync=off among them: a killed
+	// server keeps its data in the OS page cache, so kill -9 tests stay honest while running fast).
+	Settings map[string]string
+}
+
+// Server is one running (or stopped) PostgreSQL server.
+type Server struct {
+	bin      string
+	dir      string
+	dataDir  string
+	port     int
+	settings map[string]string
+	cred     *syscall.Credential
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Superuser is the role initdb creates; authentication is trust on loopback.
+const Superuser = "postgres"
+
+var defaultSettings = map[string]string{
+	"listen_addresses":        "127.0.0.1",
+	"unix_socket_directories": "",
+	"fsync":                   "off",
+	"full_page_writes":        "off",
+	"max_connections":         "300",
+	"max_wal_senders":         "10",
+	"wal_level":               "replica",
+	"wal_keep_size":           "256MB",
+	"logging_collector":       "off",
+	"log_min_messages":        "warning",
+	"shared_buffers":          "64MB",
+}
+
+// BinDir finds the directory holding initdb, pg_ctl and postgres: $PG_BIN, then the PATH, then the usual
+// Debian/Ubuntu and Homebrew locations (newest version first).
+func BinDir() (string, error) {
+	if d := os.Getenv("PG_BIN"); d != "" {
+		return d, checkBin(d)
+	}
+	var candidates []string
+	if p, err := exec.LookPath("pg_ctl"); err == nil {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			candidates = append(candidates, filepath.Dir(r))
+		}
+	}
+	for _, pattern := range []string{"/usr/lib/postgresql/*/bin", "/opt/homebrew/opt/postgresql@*/bin",
+		"/usr/local/opt/postgresql@*/bin", "/usr/pgsql-*/bin"} {
+		m, _ := filepath.Glob(pattern)
+		sort.Slice(m, func(i, j int) bool { return versionOf(m[i]) > versionOf(m[j]) })
+		candidates = append(candidates, m...)
+	}
+	for _, d := range candidates {
+		if checkBin(d) == nil {
+			return d, nil
+		}
+	}
+	return "", errors.New("PostgreSQL server binaries (initdb, pg_ctl, postgres) not found: install them " +
+		"(Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@16) or set PG_BIN")
+}
+
+func versionOf(dir string) int {
+	for _, part := range strings.Split(dir, string(filepath.Separator)) {
+		part = strings.TrimPrefix(strings.TrimPrefix(part, "postgresql@"), "pgsql-")
+		if n, err := strconv.Atoi(part); err == nil {
+			return n
+		}
+	}
+	return 0
+}
+
+func checkBin(dir string) error {
+	for _, b := range []string{"initdb", "pg_ctl", "postgres", "pg_basebackup"} {
+		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+			return fmt.Errorf("%s: %w", filepath.Join(dir, b), err)
+		}
+	}
+	return nil
+}
+
+// credential returns who the server processes run as: nil (the caller) unless the caller is root.
+func credential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	name := os.Getenv("PGLOCAL_USER")
+	if name == "" {
+		name = "postgres"
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("running as root, PostgreSQL needs an unprivileged user %q (useradd -r %s): %w",
+			name, name, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// FreePort asks the kernel for a free TCP port on 127.0.0.1.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func newServer(opts Options) (*Server, error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	cred, err := credential()
+	if err != nil {
+		return nil, err
+	}
+	dir := opts.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "pglocal-"); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return nil, err
+		}
+	}
+	port := opts.Port
+	if port == 0 {
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	settings := make(map[string]string, len(defaultSettings)+len(opts.Settings))
+	for k, v := range defaultSettings {
+		settings[k] = v
+	}
+	for k, v := range opts.Settings {
+		settings[k] = v
+	}
+	return &Server{bin: bin, dir: dir, dataDir: filepath.Join(dir, "data"), port: port, settings: settings,
+		cred: cred}, nil
+}
+
+// Start initialises a new data directory and starts a server on it.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	s, err := newServer(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.run(ctx, "initdb", "-D", s.dataDir, "-U", Superuser, "--auth=trust", "--encoding=UTF8",
+		"--locale=C", "--no-instructions"); err != nil {
+		return nil, err
+	}
+	return s, s.Restart(ctx)
+}
+
+// run executes one of the server binaries to completion as the server's user.
+func (s *Server) run(ctx context.Context, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, name), args...)
+	cmd.Dir = s.dir
+	cmd.SysProcAttr = sysProcAttr(s.cred)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Restart starts the server process on its existing data directory and waits until it accepts connections
+// (for a standby: connections in recovery).
+func (s *Server) Restart(ctx context.Context) error {
+	s.mu.Lock()
+	if s.cmd != nil {
+		s.mu.Unlock()
+		return errors.New("server already running")
+	}
+	args := []string{"-D", s.dataDir, "-p", strconv.Itoa(s.port)}
+	keys := make([]string, 0, len(s.settings))
+	for k := range s.settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		args = append(args, "-c", k+"="+s.settings[k])
+	}
+	logf, err := os.OpenFile(s.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), args...)
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = sysProcAttr(s.cred)
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		s.mu.Unlock()
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	done := make(chan struct{})
+	s.cmd, s.done = cmd, done
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		s.mu.Lock()
+		if s.cmd == cmd {
+			s.cmd = nil
+		}
+		s.mu.Unlock()
+		close(done)
+	}()
+	s.mu.Unlock()
+	return s.waitReady(ctx, done)
+}
+
+func (s *Server) waitReady(ctx context.Context, done <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		c, err := pgx.Connect(ctx, s.DSN("postgres")+"&connect_timeout=2")
+		if err == nil {
+			_ = c.Close(ctx)
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("postgres exited during start-up: %s", s.tailLog())
+		case <-ctx.Done():
+			return fmt.Errorf("postgres not ready: %w (last error: %v): %s", ctx.Err(), err, s.tailLog())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Server) tailLog() string {
+	b, _ := os.ReadFile(s.LogFile())
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// Port is the TCP port on 127.0.0.1.
+func (s *Server) Port() int { return s.port }
+
+// Addr is host:port.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// Dir holds the data directory and the log.
+func (s *Server) Dir() string { return s.dir }
+
+// LogFile is the server's log.
+func (s *Server) LogFile() string { return filepath.Join(s.dir, "postgres.log") }
+
+// DSN is a libpq URL for database db as the superuser.
+func (s *Server) DSN(db string) string {
+	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", Superuser, s.Addr(), db)
+}
+
+// Running reports whether the server process is alive.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
+// Exec runs one SQL statement as the superuser in database db.
+func (s *Server) Exec(ctx context.Context, db, sql string) error {
+	c, err := pgx.Connect(ctx, s.DSN(db))
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	_, err = c.Exec(ctx, sql)
+	return err
+}
+
+// CreateDatabase creates an empty database.
+func (s *Server) CreateDatabase(ctx context.Context, name string) error {
+	return s.Exec(ctx, "postgres", "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+}
+
+func (s *Server) signal(sig os.Signal) (<-chan struct{}, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return nil, errors.New("server not running")
+	}
+	return s.done, s.cmd.Process.Signal(sig)
+}
+
+// Stop shuts the server down cleanly (fast shutdown) and waits for it.
+func (s *Server) Stop() error {
+	done, err := s.signal(syscall.SIGINT)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-done:
+		return nil
+	case <-time.After(30 * time.Second):
+		return s.Kill()
+	}
+}
+
+// Kill sends SIGKILL to the postmaster and waits for it: a crash, not a shutdown. The postmaster's children
+// notice it is gone and exit; the data directory needs crash recovery at the next start.
+func (s *Server) Kill() error {
+	done, err := s.signal(syscall.SIGKILL)
+	if err != nil {
+		return err
+	}
+	<-done
+	killGroup(s.cred, s.dataDir)
+	return nil
+}
+
+// Close stops the server if it runs and removes its directory.
+func (s *Server) Close() error {
+	if s.Running() {
+		if err := s.Stop(); err != nil {
+			_ = s.Kill()
+		}
+	}
+	return os.RemoveAll(s.dir)
+}
+
+// Standby creates a streaming-replication standby of s from a base backup (pg_basebackup -R) and starts it.
+// name is its application_name, the name `synchronous_standby_names` refers to.
+func (s *Server) Standby(ctx context.Context, name string, opts Options) (*Server, error) {
+	st, err := newServer(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.run(ctx, "pg_basebackup", "-D", st.dataDir, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port),
+		"-U", Superuser, "-X", "stream", "-R", "-c", "fast", "-d",
+		fmt.Sprintf("application_name=%s host=127.0.0.1 port=%d user=%s", name, s.port, Superuser)); err != nil {
+		return nil, err
+	}
+	return st, st.Restart(ctx)
+}
+
+// Promote turns a standby into a primary and waits until it accepts writes.
+func (s *Server) Promote(ctx context.Context) error {
+	if err := s.run(ctx, "pg_ctl", "promote", "-w", "-D", s.dataDir); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		c, err := pgx.Connect(ctx, s.DSN("postgres"))
+		if err == nil {
+			var inRecovery bool
+			err = c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
+			_ = c.Close(ctx)
+			if err == nil && !inRecovery {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("standby did not leave recovery: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// SetSetting changes a setting for the next Restart (e.g. primary_conninfo for a re-pointed standby).
+func (s *Server) SetSetting(name, value string) { s.settings[name] = value }
+
+// Chown gives path (a file the caller wrote) to the server's user, so the server can read it.
+func (s *Server) Chown(path string) error {
+	if s.cred == nil {
+		return nil
+	}
+	return os.Chown(path, int(s.cred.Uid), int(s.cred.Gid))
+}
+
+var _ io.Closer = (*Server)(nil)

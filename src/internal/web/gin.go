@@ -1,0 +1,117 @@
+package web
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/txmesh/txmesh/src/internal/payment"
+)
+
+func init() { gin.SetMode(gin.ReleaseMode) }
+
+// NewEngine returns a gin engine with JSON 404/405/500 answers and request metrics under namespace
+// (`<ns>_http_requests_total{method,route,code}`, `<ns>_http_request_duration_seconds{method,route}`).
+func NewEngine(namespace string, reg *prometheus.Registry, log *slog.Logger) *gin.Engine {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "http_requests_total", Help: "HTTP requests by method, route and status code.",
+	}, []string{"method", "route", "code"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "http_request_duration_seconds", Help: "HTTP request latency.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"method", "route"})
+	reg.MustRegister(requests, duration,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	e.Use(func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		requests.WithLabelValues(c.Request.Method, route, strconv.Itoa(c.Writer.Status())).Inc()
+		duration.WithLabelValues(c.Request.Method, route).Observe(time.Since(start).Seconds())
+	})
+	e.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, v any) {
+		log.Error("panic serving request", "path", c.Request.URL.Path, "panic", v)
+		Abort(c, http.StatusInternalServerError, payment.CodeInternal, "internal error", nil)
+	}))
+	e.NoRoute(func(c *gin.Context) {
+		Abort(c, http.StatusNotFound, payment.CodeNotFound, "no such route", nil)
+	})
+	e.NoMethod(func(c *gin.Context) {
+		Abort(c, http.StatusMethodNotAllowed, payment.CodeMethodNotAllowed, "method not allowed", nil)
+	})
+	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	return e
+}
+
+// HealthRoutes adds /healthz (the process answers) and /readyz (h.Ready).
+func HealthRoutes(e *gin.Engine, h *Health, log *slog.Logger) {
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET("/readyz", func(c *gin.Context) {
+		if err := h.Ready(c.Request.Context()); err != nil {
+			log.Debug("not ready", "err", err)
+			c.Header("Retry-After", "1")
+			Abort(c, http.StatusServiceUnavailable, payment.CodeUnavailable, "not ready: "+err.Error(), nil)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	})
+}
+
+// Abort answers with the JSON error body.
+func Abort(c *gin.Context, status int, code, msg string, fields map[string]string) {
+	c.AbortWithStatusJSON(status, ErrorBody(code, msg, fields))
+}
+
+// Unavailable answers 503 with Retry-After: a dependency failed, the client should retry.
+func Unavailable(c *gin.Context, msg string) {
+	c.Header("Retry-After", "1")
+	Abort(c, http.StatusServiceUnavailable, payment.CodeUnavailable, msg, nil)
+}
+
+// RequireJSON answers 415 unless the request declares a JSON body.
+func RequireJSON(c *gin.Context) bool {
+	ct := c.ContentType()
+	if !strings.EqualFold(ct, "application/json") {
+		Abort(c, http.StatusUnsupportedMediaType, payment.CodeUnsupportedMediaType,
+			"Content-Type must be application/json", map[string]string{"Content-Type": "must be application/json"})
+		return false
+	}
+	return true
+}
+
+// LimitBody caps the body at payment.MaxBodyBytes.
+func LimitBody(c *gin.Context) {
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, payment.MaxBodyBytes)
+}
+
+// BadInput answers a decoding error: 413 for an oversized body, 400 with fields for invalid input. It
+// returns false when err is neither (the caller handles it).
+func BadInput(c *gin.Context, err error) bool {
+	var tooLarge *http.MaxBytesError
+	var invalid *payment.ValidationError
+	switch {
+	case errors.As(err, &tooLarge):
+		Abort(c, http.StatusRequestEntityTooLarge, payment.CodePayloadTooLarge,
+			"request body larger than "+strconv.Itoa(payment.MaxBodyBytes)+" bytes", nil)
+	case errors.As(err, &invalid):
+		Abort(c, http.StatusBadRequest, payment.CodeInvalidRequest, invalid.Message, invalid.Fields)
+	default:
+		return false
+	}
+	return true
+}
