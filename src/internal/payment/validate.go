@@ -207,8 +207,25 @@ func ParseTime(members map[string]json.RawMessage, fields Fields, name string) t
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		fields.Add(name, "must be an RFC 3339 timestamp")
+		return time.Time{}
+	}
+	if !validTime(t) {
+		fields.Add(name, timeRangeMsg)
 	}
 	return t
+}
+
+var (
+	minTime      = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime      = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+	timeRangeMsg = "must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z"
+)
+
+// validTime reports whether t, rounded to PostgreSQL's microseconds, is in the range both JSON and the
+// database represent.
+func validTime(t time.Time) bool {
+	t = t.UTC().Round(time.Microsecond)
+	return !t.Before(minTime) && !t.After(maxTime)
 }
 
 // DecodeTransaction reads and validates a transaction as POST /v1/transactions receives it.
@@ -250,8 +267,8 @@ func (t Transaction) Validate() error {
 	if !ValidCurrency(t.Currency) {
 		fields.Add("currency", "must be an ISO 4217 alphabetic currency code in upper case")
 	}
-	if t.CreatedAt.IsZero() {
-		fields.Add("created_at", "is required")
+	if !validTime(t.CreatedAt) {
+		fields.Add("created_at", timeRangeMsg)
 	}
 	return fields.Err()
 }

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,38 +23,62 @@ import (
 	"gorm.io/gorm/logger"
 )
 
-// PoolConfig sizes the connection pool.
-type PoolConfig struct {
-	MaxConns        int
-	MinConns        int
-	ConnMaxLifetime time.Duration
-	ConnMaxIdleTime time.Duration
+// Config is the database part of a service's configuration, filled from the environment.
+type Config struct {
+	URL             string        `env:"DATABASE_URL,required,unset"`
+	MaxConns        int           `env:"DB_MAX_CONNS" envDefault:"10"`
+	ConnMaxLifetime time.Duration `env:"DB_CONN_MAX_LIFETIME" envDefault:"30m"`
+	ConnMaxIdleTime time.Duration `env:"DB_CONN_MAX_IDLE_TIME" envDefault:"5m"`
+	// QueryExecMode overrides pgx's default_query_exec_mode; "exec" or "simple_protocol" avoid named
+	// server-side prepared statements (a PgBouncer pooler in transaction mode).
+	QueryExecMode string `env:"DB_QUERY_EXEC_MODE"`
+	Migrate       bool   `env:"MIGRATE_ON_START" envDefault:"true"`
 }
 
-// Open returns a gorm DB over a pgx connection pool. dsn is a libpq URL or key/value string; multi-host DSNs
-// with target_session_attrs=read-write are honoured by pgx, and default_query_exec_mode=exec in the DSN avoids
-// server-side prepared statements (PgBouncer transaction mode).
-func Open(dsn string, pool PoolConfig) (*gorm.DB, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+var execModes = map[string]pgx.QueryExecMode{
+	"cache_statement": pgx.QueryExecModeCacheStatement,
+	"cache_describe":  pgx.QueryExecModeCacheDescribe,
+	"describe_exec":   pgx.QueryExecModeDescribeExec,
+	"exec":            pgx.QueryExecModeExec,
+	"simple_protocol": pgx.QueryExecModeSimpleProtocol,
+}
+
+// Validate checks the settings without connecting.
+func (c Config) Validate() error {
+	if _, err := pgx.ParseConfig(c.URL); err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if c.MaxConns < 1 {
+		return errors.New("DB_MAX_CONNS must be at least 1")
+	}
+	if _, ok := execModes[c.QueryExecMode]; c.QueryExecMode != "" && !ok {
+		return fmt.Errorf("DB_QUERY_EXEC_MODE %q is not one of cache_statement, cache_describe, describe_exec, "+
+			"exec, simple_protocol", c.QueryExecMode)
+	}
+	return nil
+}
+
+// Open returns a gorm DB over a pgx connection pool. The URL is a libpq URL or key/value string; multi-host
+// URLs with target_session_attrs=read-write are honoured by pgx (it connects to the host that accepts writes).
+func Open(c Config) (*gorm.DB, error) {
+	cfg, err := pgx.ParseConfig(c.URL)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 5 * time.Second
 	}
+	if m, ok := execModes[c.QueryExecMode]; ok {
+		cfg.DefaultQueryExecMode = m
+	}
 	sqlDB := stdlib.OpenDB(*cfg)
-	sqlDB.SetMaxOpenConns(pool.MaxConns)
-	sqlDB.SetMaxIdleConns(pool.MaxConns)
-	if pool.ConnMaxLifetime > 0 {
-		sqlDB.SetConnMaxLifetime(pool.ConnMaxLifetime)
-	}
-	if pool.ConnMaxIdleTime > 0 {
-		sqlDB.SetConnMaxIdleTime(pool.ConnMaxIdleTime)
-	}
+	sqlDB.SetMaxOpenConns(c.MaxConns)
+	sqlDB.SetMaxIdleConns(c.MaxConns)
+	sqlDB.SetConnMaxLifetime(c.ConnMaxLifetime)
+	sqlDB.SetConnMaxIdleTime(c.ConnMaxIdleTime)
 	db, err := gorm.Open(gormpg.New(gormpg.Config{Conn: sqlDB}), &gorm.Config{
 		Logger:                 logger.Discard,
 		SkipDefaultTransaction: true,
-		TranslateError:         false,
 	})
 	if err != nil {
 		_ = sqlDB.Close()
@@ -141,4 +166,26 @@ func isConnClosed(err error) bool {
 		}
 	}
 	return false
+}
+
+// ReadyCheck returns a readiness check: the database answers and, until seen once, no migration is pending.
+func ReadyCheck(db *sql.DB, fsys fs.FS) func(context.Context) error {
+	var migrated atomic.Bool
+	return func(ctx context.Context) error {
+		if err := db.PingContext(ctx); err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		if migrated.Load() {
+			return nil
+		}
+		n, err := Pending(ctx, db, fsys)
+		if err != nil {
+			return fmt.Errorf("migrations: %w", err)
+		}
+		if n > 0 {
+			return fmt.Errorf("%d migrations pending", n)
+		}
+		migrated.Store(true)
+		return nil
+	}
 }

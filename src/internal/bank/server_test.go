@@ -1,0 +1,233 @@
+package bank
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/mock/gomock"
+
+	"github.com/txmesh/txmesh/src/internal/payment"
+	"github.com/txmesh/txmesh/src/internal/web"
+)
+
+// Unit tests of the HTTP layer with the Ledger mocked: decoding, the error mapping and the metrics. The
+// database behaviour is proven against a real PostgreSQL in ledger_test.go and src/cmd/bank.
+
+var sample = payment.Transaction{
+	ID: uuid.MustParse("0b7c6a43-3c4e-4f5e-9a0b-6b9d3f1e2a10"), StoreID: "store-1", AccountID: "ACC-000001",
+	Amount: 500, Currency: "EUR", CreatedAt: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC),
+}
+
+func sampleBody() string { // the JSON wire form of sample
+	b, _ := json.Marshal(sample)
+	return string(b)
+}
+
+type fixture struct {
+	ledger *MockLedger
+	reg    *prometheus.Registry
+	srv    http.Handler
+}
+
+func newFixture(t *testing.T) fixture {
+	ctrl := gomock.NewController(t)
+	f := fixture{ledger: NewMockLedger(ctrl), reg: prometheus.NewRegistry()}
+	health := web.NewHealth(func(context.Context) error { return nil })
+	f.srv = NewServer(f.ledger, health, f.reg, slog.New(slog.DiscardHandler))
+	return f
+}
+
+func (f fixture) do(method, path, contentType, body string, header ...string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	f.srv.ServeHTTP(rec, req)
+	return rec
+}
+
+func errorCode(t *testing.T, rec *httptest.ResponseRecorder) payment.APIError {
+	t.Helper()
+	var body payment.ErrorBody
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatalf("error body %q is not JSON: %v", rec.Body.String(), err)
+	}
+	return body.Error
+}
+
+func TestPostTransactionOutcomes(t *testing.T) {
+	result := payment.Result{ID: sample.ID, Status: payment.StatusApproved, ProcessedAt: time.Now().UTC()}
+	tests := []struct {
+		name       string
+		created    bool
+		err        error
+		wantStatus int
+		wantCode   string
+		retryAfter bool
+		counted    float64 // bank_transactions_total{approved} afterwards
+	}{
+		{name: "first processing", created: true, wantStatus: 201, counted: 1},
+		{name: "replay", created: false, wantStatus: 200},
+		{name: "conflict", err: ErrConflict, wantStatus: 409, wantCode: payment.CodeIdempotencyConflict},
+		{name: "database down", err: fmt.Errorf("process: %w", &pgconn.ConnectError{}), wantStatus: 503,
+			wantCode: payment.CodeUnavailable, retryAfter: true},
+		{name: "database timeout", err: fmt.Errorf("process: %w", context.DeadlineExceeded), wantStatus: 503,
+			wantCode: payment.CodeUnavailable, retryAfter: true},
+		{name: "serialization failure", err: &pgconn.PgError{Code: "40001"}, wantStatus: 503,
+			wantCode: payment.CodeUnavailable, retryAfter: true},
+		{name: "bug", err: errors.New("boom"), wantStatus: 500, wantCode: payment.CodeInternal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.ledger.EXPECT().Process(gomock.Any(), sample).Return(result, tt.created, tt.err)
+			rec := f.do("POST", "/v1/transactions", "application/json", sampleBody())
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("status %d, want %d (%s)", rec.Code, tt.wantStatus, rec.Body)
+			}
+			if tt.wantCode != "" {
+				if got := errorCode(t, rec).Code; got != tt.wantCode {
+					t.Fatalf("code %q, want %q", got, tt.wantCode)
+				}
+			} else {
+				var got payment.Result
+				if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || !got.ProcessedAt.Equal(result.ProcessedAt) ||
+					got.ID != result.ID || got.Status != result.Status {
+					t.Fatalf("body %s (%v), want %+v", rec.Body, err, result)
+				}
+			}
+			if got := rec.Header().Get("Retry-After") != ""; got != tt.retryAfter {
+				t.Fatalf("Retry-After present=%v, want %v", got, tt.retryAfter)
+			}
+			approved := testutil.ToFloat64(prometheusCounter(t, f.reg, "approved", ""))
+			if approved != tt.counted {
+				t.Fatalf("bank_transactions_total{approved} = %v, want %v", approved, tt.counted)
+			}
+		})
+	}
+}
+
+// prometheusCounter finds bank_transactions_total{status,reason} in the registry.
+func prometheusCounter(t *testing.T, reg *prometheus.Registry, status, reason string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "bank_transactions_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["status"] == status && labels["reason"] == reason {
+				c := prometheus.NewCounter(prometheus.CounterOpts{Name: "copy"})
+				c.Add(m.GetCounter().GetValue())
+				return c
+			}
+		}
+	}
+	t.Fatalf("bank_transactions_total{status=%q,reason=%q} not exported", status, reason)
+	return nil
+}
+
+// TestBadInputNeverReachesTheLedger: the mock has no expectations, so any call to it fails the test.
+func TestBadInputNeverReachesTheLedger(t *testing.T) {
+	tests := []struct {
+		name, contentType, body string
+		header                  []string
+		wantStatus              int
+		wantCode, wantField     string
+	}{
+		{"wrong content type", "text/plain", sampleBody(), nil, 415, payment.CodeUnsupportedMediaType, "Content-Type"},
+		{"no content type", "", sampleBody(), nil, 415, payment.CodeUnsupportedMediaType, "Content-Type"},
+		{"too large", "application/json", `{"id":"` + strings.Repeat("x", payment.MaxBodyBytes) + `"}`, nil, 413,
+			payment.CodePayloadTooLarge, ""},
+		{"malformed", "application/json", `{"id":`, nil, 400, payment.CodeInvalidRequest, ""},
+		{"invalid amount", "application/json", strings.Replace(sampleBody(), `"amount":500`, `"amount":5.5`, 1),
+			nil, 400, payment.CodeInvalidRequest, "amount"},
+		{"idempotency key differs", "application/json", sampleBody(),
+			[]string{payment.IdempotencyHeader, uuid.NewString()}, 400, payment.CodeInvalidRequest,
+			payment.IdempotencyHeader},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			rec := f.do("POST", "/v1/transactions", tt.contentType, tt.body, tt.header...)
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("status %d, want %d (%s)", rec.Code, tt.wantStatus, rec.Body)
+			}
+			e := errorCode(t, rec)
+			if e.Code != tt.wantCode {
+				t.Fatalf("code %q, want %q", e.Code, tt.wantCode)
+			}
+			if _, ok := e.Fields[tt.wantField]; tt.wantField != "" && !ok {
+				t.Fatalf("fields %v lack %q", e.Fields, tt.wantField)
+			}
+		})
+	}
+}
+
+func TestIdempotencyKeyEqualToIDIsAccepted(t *testing.T) {
+	f := newFixture(t)
+	f.ledger.EXPECT().Process(gomock.Any(), sample).Return(payment.Result{ID: sample.ID}, true, nil)
+	rec := f.do("POST", "/v1/transactions", "application/json; charset=utf-8", sampleBody(),
+		payment.IdempotencyHeader, sample.ID.String())
+	if rec.Code != 201 {
+		t.Fatalf("status %d, want 201 (%s)", rec.Code, rec.Body)
+	}
+}
+
+func TestGetRoutes(t *testing.T) {
+	f := newFixture(t)
+	f.ledger.EXPECT().Transaction(gomock.Any(), sample.ID).Return(payment.Record{}, ErrNotFound)
+	f.ledger.EXPECT().Account(gomock.Any(), "ACC-9").Return(payment.Account{}, &pgconn.ConnectError{})
+	f.ledger.EXPECT().Account(gomock.Any(), "ACC-1").Return(payment.Account{ID: "ACC-1", Currency: "EUR", Balance: 7}, nil)
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{"/v1/transactions/not-a-uuid", 400},
+		{"/v1/transactions/" + sample.ID.String(), 404},
+		{"/v1/accounts/ACC-9", 503},
+		{"/v1/accounts/ACC-1", 200},
+		{"/v1/accounts/" + strings.Repeat("a", 65), 400},
+		{"/v1/nothing", 404},
+		{"/healthz", 200},
+		{"/readyz", 200},
+		{"/openapi.yaml", 200},
+	} {
+		rec := f.do("GET", tc.path, "", "")
+		if rec.Code != tc.want {
+			t.Errorf("GET %s: %d, want %d (%s)", tc.path, rec.Code, tc.want, rec.Body)
+		}
+	}
+	if rec := f.do("DELETE", "/v1/transactions", "", ""); rec.Code != 405 {
+		t.Errorf("DELETE /v1/transactions: %d, want 405", rec.Code)
+	}
+	rec := f.do("GET", "/metrics", "", "")
+	body, _ := io.ReadAll(rec.Body)
+	if !strings.Contains(string(body), `bank_http_requests_total{code="404",method="GET",route="/v1/transactions/:id"} 1`) {
+		t.Errorf("metrics lack the request counter by route and code:\n%s", body)
+	}
+}
