@@ -266,7 +266,7 @@ func (s *Server) waitReady(ctx context.Context, done <-chan struct{}) error {
 		case <-done:
 			return fmt.Errorf("postgres exited during start-up: %s", s.tailLog())
 		case <-ctx.Done():
-			return fmt.Errorf("postgres not ready: %w (last error: %v): %s", ctx.Err(), err, s.tailLog())
+			return fmt.Errorf("postgres not ready: %w (last error: %w): %s", ctx.Err(), err, s.tailLog())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
