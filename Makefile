@@ -18,7 +18,8 @@ help: ## list the targets
 
 .PHONY: run
 run: ## the main job: local PostgreSQL + Bank + Store with mTLS, live progress; Ctrl-C stops and audits
-	$(GO) run ./src/cmd/txlocal
+	CGO_ENABLED=0 $(GO) build -o bin/ $(addprefix ./src/cmd/,$(COMMANDS) txlocal)
+	./bin/txlocal $(RUN_ARGS)
 
 .PHONY: test
 test: test-go test-manifests ## every test, for real (unit, integration on real PostgreSQL, manifests)
