@@ -5,10 +5,12 @@ SHELL := /bin/bash
 GO            ?= go
 GOLANGCI_VER  := v2.6.2
 MOCKGEN_VER   := v0.6.0
+ACTIONLINT_VER:= v1.7.12
 # Tools are installed through the Go module proxy at pinned versions, cached outside the checkout.
 TOOLS_DIR     ?= $(HOME)/.cache/txmesh/tools
 GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_VER)/golangci-lint
 MOCKGEN       := $(TOOLS_DIR)/mockgen-$(MOCKGEN_VER)/mockgen
+ACTIONLINT    := $(TOOLS_DIR)/actionlint-$(ACTIONLINT_VER)/actionlint
 COMMANDS      := bank store txaudit
 FUZZTIME      ?= 60s
 
@@ -38,11 +40,13 @@ fuzz: ## explore the request decoder with the fuzzer (FUZZTIME=60s)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeTransaction -fuzztime $(FUZZTIME) ./src/internal/payment/
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## gofmt, go vet, golangci-lint (pinned)
+lint: $(GOLANGCI_LINT) $(ACTIONLINT) ## gofmt, go vet, golangci-lint (pinned), actionlint, shellcheck
 	@out=$$(gofmt -l src); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GOLANGCI_LINT) run ./...
 	@if [ -f test/manifests/go.mod ]; then cd test/manifests && $(GO) vet ./... && $(GOLANGCI_LINT) run ./...; fi
+	$(ACTIONLINT) .github/workflows/*.yml
+	shellcheck .ci/run
 
 .PHONY: build
 build: ## static binaries in bin/ (CGO_ENABLED=0)
@@ -53,10 +57,13 @@ generate: $(MOCKGEN) ## regenerate gomock mocks
 	PATH=$(dir $(MOCKGEN)):$$PATH $(GO) generate ./...
 
 .PHONY: tools
-tools: $(GOLANGCI_LINT) $(MOCKGEN) ## install the pinned tools
+tools: $(GOLANGCI_LINT) $(MOCKGEN) $(ACTIONLINT) ## install the pinned tools
 
 $(GOLANGCI_LINT):
 	GOBIN=$(dir $@) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VER)
 
 $(MOCKGEN):
 	GOBIN=$(dir $@) $(GO) install go.uber.org/mock/mockgen@$(MOCKGEN_VER)
+
+$(ACTIONLINT):
+	GOBIN=$(dir $@) $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VER)

@@ -27,6 +27,9 @@ import (
 	"github.com/txmesh/txmesh/src/internal/web"
 )
 
+// version is set at build time (-ldflags "-X main.version=…").
+var version = "dev"
+
 type settings struct {
 	Server   web.ServerConfig
 	DB       postgres.Config
@@ -104,7 +107,7 @@ func migrate(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
 }
 
 func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net.Addr) error {
-	log.Info("starting bank", "http_addr", cfg.Server.Addr, "tls", cfg.Server.TLSCertFile != "",
+	log.Info("starting bank", "version", version, "http_addr", cfg.Server.Addr, "tls", cfg.Server.TLSCertFile != "",
 		"mtls", cfg.Server.TLSClientCAFile != "", "database_url", config.Redact(cfg.DB.URL),
 		"db_max_conns", cfg.DB.MaxConns, "db_query_exec_mode", cfg.DB.QueryExecMode,
 		"migrate_on_start", cfg.DB.Migrate, "drain_delay", cfg.Server.DrainDelay,
