@@ -75,19 +75,18 @@ func parse(args []string) (options, error) {
 	return o, nil
 }
 
-// freeAddr returns addr when it can be bound, otherwise a free port on the same host.
+// freeAddr returns addr with a concrete port: addr itself when it can be bound, otherwise (or for port 0) a
+// free port on the same host.
 func freeAddr(addr string) (string, error) {
-	if l, err := net.Listen("tcp", addr); err == nil {
-		_ = l.Close()
-		return addr, nil
-	}
-	host, _, err := net.SplitHostPort(addr)
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return "", err
-	}
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return "", err
+		host, _, splitErr := net.SplitHostPort(addr)
+		if splitErr != nil {
+			return "", splitErr
+		}
+		if l, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err != nil {
+			return "", err
+		}
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
