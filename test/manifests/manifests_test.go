@@ -1,0 +1,37 @@
+package manifests
+
+import (
+	"testing"
+)
+
+func TestBaseRendersAndValidates(t *testing.T) {
+	objs, err := Render("kustomize/base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) == 0 {
+		t.Fatal("no objects")
+	}
+	for _, p := range Check(objs) {
+		t.Error(p)
+	}
+}
+
+func TestUpstreamCRDsLoad(t *testing.T) {
+	set, err := CRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"Canary", "MetricTemplate", "VirtualService", "AuthorizationPolicy", "Cluster", "Pooler", "PodMonitor", "Kustomization", "HelmRelease", "HelmRepository", "ImagePolicy", "ImageUpdateAutomation", "ObjectStore"} {
+		found := false
+		for gvk := range set {
+			if gvk.Kind == k {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no upstream CRD for kind %s", k)
+		}
+	}
+	t.Logf("%d CRD versions loaded", len(set))
+}
