@@ -34,6 +34,10 @@ type Options struct {
 	// Settings are passed as `-c name=value` and override the defaults (fsync=off among them: a killed
 	// server keeps its data in the OS page cache, so kill -9 tests stay honest while running fast).
 	Settings map[string]string
+	// Upstream is, for Standby, the host:port the standby streams from (and takes its base backup through):
+	// a proxy in front of the primary, so that tests can cut or slow replication. The primary's own address
+	// when empty.
+	Upstream string
 }
 
 // Server is one running (or stopped) PostgreSQL server.
@@ -206,6 +210,20 @@ func (s *Server) run(ctx context.Context, name string, args ...string) error {
 	return nil
 }
 
+// settingArgs is the settings as `-c name=value` arguments, in a stable order.
+func (s *Server) settingArgs() []string {
+	keys := make([]string, 0, len(s.settings))
+	for k := range s.settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	args := make([]string, 0, 2*len(keys))
+	for _, k := range keys {
+		args = append(args, "-c", k+"="+s.settings[k])
+	}
+	return args
+}
+
 // Restart starts the server process on its existing data directory and waits until it accepts connections
 // (for a standby: connections in recovery).
 func (s *Server) Restart(ctx context.Context) error {
@@ -214,15 +232,7 @@ func (s *Server) Restart(ctx context.Context) error {
 		s.mu.Unlock()
 		return errors.New("server already running")
 	}
-	args := []string{"-D", s.dataDir, "-p", strconv.Itoa(s.port)}
-	keys := make([]string, 0, len(s.settings))
-	for k := range s.settings {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		args = append(args, "-c", k+"="+s.settings[k])
-	}
+	args := append([]string{"-D", s.dataDir, "-p", strconv.Itoa(s.port)}, s.settingArgs()...)
 	logf, err := os.OpenFile(s.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		s.mu.Unlock()
@@ -372,12 +382,67 @@ func (s *Server) Standby(ctx context.Context, name string, opts Options) (*Serve
 	if err != nil {
 		return nil, err
 	}
-	if err := st.run(ctx, "pg_basebackup", "-D", st.dataDir, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port),
+	host, port, err := upstreamOf(s, opts.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.run(ctx, "pg_basebackup", "-D", st.dataDir, "-h", host, "-p", port,
 		"-U", Superuser, "-X", "stream", "-R", "-c", "fast", "-d",
-		fmt.Sprintf("application_name=%s host=127.0.0.1 port=%d user=%s", name, s.port, Superuser)); err != nil {
+		fmt.Sprintf("application_name=%s host=%s port=%s user=%s", name, host, port, Superuser)); err != nil {
 		return nil, err
 	}
 	return st, st.Restart(ctx)
+}
+
+func upstreamOf(primary *Server, upstream string) (host, port string, err error) {
+	if upstream == "" {
+		return "127.0.0.1", strconv.Itoa(primary.port), nil
+	}
+	host, port, err = net.SplitHostPort(upstream)
+	if err != nil {
+		return "", "", fmt.Errorf("upstream %q: %w", upstream, err)
+	}
+	return host, port, nil
+}
+
+// Rewind re-joins s, a stopped (or killed) former primary, as a streaming standby of source, the primary that
+// replaced it: pg_rewind rolls back whatever s wrote that source never received (crash recovery first when s
+// was killed), then standby.signal and a primary_conninfo with application_name name, streaming from
+// upstream (source's own address when empty). Restart s afterwards. pg_rewind needs wal_log_hints=on (or
+// data checksums) on s and full_page_writes=on on source.
+func (s *Server) Rewind(ctx context.Context, source *Server, name, upstream string) error {
+	if s.Running() {
+		return errors.New("rewind: server still running")
+	}
+	// A just-promoted server records its new timeline in the control file, which pg_rewind reads, only at its
+	// next checkpoint.
+	if err := source.Exec(ctx, "postgres", "CHECKPOINT"); err != nil {
+		return fmt.Errorf("checkpoint on the rewind source: %w", err)
+	}
+	// pg_rewind wants a cleanly shut down target. It would run crash recovery by itself, but without our
+	// command-line settings, and the control file would then record wal_log_hints=off: do it here with them.
+	single := append([]string{"--single", "-F", "-D", s.dataDir}, s.settingArgs()...)
+	if err := s.run(ctx, "postgres", append(single, "template1")...); err != nil {
+		return fmt.Errorf("crash recovery before rewind: %w", err)
+	}
+	if err := s.run(ctx, "pg_rewind", "-D", s.dataDir, "--source-server",
+		fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=postgres", source.port, Superuser)); err != nil {
+		return err
+	}
+	host, port, err := upstreamOf(source, upstream)
+	if err != nil {
+		return err
+	}
+	signal := filepath.Join(s.dataDir, "standby.signal")
+	if err := os.WriteFile(signal, nil, 0o600); err != nil {
+		return err
+	}
+	if err := s.Chown(signal); err != nil {
+		return err
+	}
+	s.SetSetting("primary_conninfo",
+		fmt.Sprintf("application_name=%s host=%s port=%s user=%s", name, host, port, Superuser))
+	return nil
 }
 
 // Promote turns a standby into a primary and waits until it accepts writes.
