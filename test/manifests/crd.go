@@ -37,7 +37,7 @@ var CRDSources = []CRDSource{
 	{Module: "github.com/fluxcd/flagger", VersionOf: "github.com/fluxcd/flagger", Files: []string{"artifacts/flagger/crd.yaml"}},
 	{Module: "istio.io/api", VersionOf: "istio.io/api", Files: []string{"kubernetes/customresourcedefinitions.gen.yaml"}},
 	{Module: "github.com/cloudnative-pg/cloudnative-pg", VersionOf: "github.com/cloudnative-pg/api", Files: []string{"config/crd/bases/*.yaml"}},
-	{Module: "github.com/prometheus-operator/prometheus-operator", VersionOf: "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring", Files: []string{"example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml", "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"}},
+	{Module: "github.com/prometheus-operator/prometheus-operator", VersionOf: "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring", Files: []string{"example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml", "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml", "example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"}},
 	{Module: "github.com/fluxcd/kustomize-controller", VersionOf: "github.com/fluxcd/kustomize-controller/api", Files: []string{"config/crd/bases/*.yaml"}},
 	{Module: "github.com/fluxcd/source-controller", VersionOf: "github.com/fluxcd/source-controller/api", Files: []string{"config/crd/bases/*.yaml"}},
 	{Module: "github.com/fluxcd/helm-controller", VersionOf: "github.com/fluxcd/helm-controller/api", Files: []string{"config/crd/bases/*.yaml"}},
