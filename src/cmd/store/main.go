@@ -1,0 +1,209 @@
+// Command store serves the Store API: it accepts purchases (API and generator), writes each with an outbox
+// row in one transaction, and relays them to the Bank.
+//
+//	store [serve]   serve the API, the generator and the relay (applies migrations unless MIGRATE_ON_START=false)
+//	store migrate   apply the database migrations and exit
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"gorm.io/gorm"
+
+	"github.com/txmesh/txmesh/src/internal/bankclient"
+	"github.com/txmesh/txmesh/src/internal/config"
+	"github.com/txmesh/txmesh/src/internal/payment"
+	"github.com/txmesh/txmesh/src/internal/postgres"
+	"github.com/txmesh/txmesh/src/internal/store"
+	"github.com/txmesh/txmesh/src/internal/web"
+)
+
+// bankSettings is how the relay reaches the Bank.
+type bankSettings struct {
+	URL      string        `env:"BANK_URL"`
+	Timeout  time.Duration `env:"BANK_TIMEOUT" envDefault:"2s"`
+	CAFile   string        `env:"BANK_CA_FILE"`
+	CertFile string        `env:"BANK_CLIENT_CERT_FILE"`
+	KeyFile  string        `env:"BANK_CLIENT_KEY_FILE"`
+}
+
+func (b bankSettings) validate() error {
+	var errs []error
+	u, err := url.Parse(b.URL)
+	switch {
+	case b.URL == "":
+		errs = append(errs, errors.New("BANK_URL is required (e.g. https://127.0.0.1:8443 or http://bank:8080)"))
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		errs = append(errs, fmt.Errorf("BANK_URL %q must be http(s)://host[:port]", b.URL))
+	case u.Scheme == "http" && (b.CAFile != "" || b.CertFile != ""):
+		errs = append(errs, errors.New("BANK_CA_FILE and BANK_CLIENT_CERT_FILE need an https BANK_URL"))
+	}
+	if b.Timeout <= 0 {
+		errs = append(errs, errors.New("BANK_TIMEOUT must be > 0"))
+	}
+	if (b.CertFile == "") != (b.KeyFile == "") {
+		errs = append(errs, errors.New("BANK_CLIENT_CERT_FILE and BANK_CLIENT_KEY_FILE must be set together"))
+	}
+	return errors.Join(errs...)
+}
+
+type settings struct {
+	Server    web.ServerConfig
+	DB        postgres.Config
+	LogLevel  slog.Level `env:"LOG_LEVEL" envDefault:"info"`
+	StoreID   string     `env:"STORE_ID"` // default: the host name
+	Bank      bankSettings
+	Generator store.GeneratorConfig
+}
+
+// validate checks what serve needs; migrate needs the database only.
+func (s settings) validate() error {
+	errs := []error{s.Server.Validate(), s.DB.Validate(), s.Bank.validate(), s.Generator.Validate()}
+	if !payment.ValidIdentifier(s.StoreID) {
+		errs = append(errs, fmt.Errorf("STORE_ID %q must be 1-64 characters of [A-Za-z0-9._-] (set it when the "+
+			"host name is not)", s.StoreID))
+	}
+	return errors.Join(errs...)
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "store:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// run is the whole program; ready, when not nil, receives the listening address (tests).
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer,
+	ready chan<- net.Addr) error {
+	cmd := "serve"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	if len(args) > 0 {
+		return fmt.Errorf("%s takes no arguments, got %q", cmd, args)
+	}
+	var cfg settings
+	if err := config.Load(&cfg, getenv); err != nil {
+		return err
+	}
+	if cfg.StoreID == "" {
+		cfg.StoreID, _ = os.Hostname()
+	}
+	log := config.Logger(stdout, cfg.LogLevel)
+	switch cmd {
+	case "serve":
+		if err := cfg.validate(); err != nil {
+			return err
+		}
+		return serve(ctx, cfg, log, ready)
+	case "migrate":
+		if err := cfg.DB.Validate(); err != nil {
+			return err
+		}
+		db, err := postgres.Open(cfg.DB)
+		if err != nil {
+			return err
+		}
+		defer closeDB(db)
+		return migrate(ctx, db, log)
+	default:
+		return fmt.Errorf("unknown command %q (serve, migrate)", cmd)
+	}
+}
+
+func closeDB(db *gorm.DB) {
+	if sqlDB, err := db.DB(); err == nil {
+		_ = sqlDB.Close()
+	}
+}
+
+func migrate(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	v, err := postgres.Migrate(ctx, sqlDB, store.Migrations(), store.MigrationLockID, log)
+	if err != nil {
+		return err
+	}
+	log.Info("database migrated", "version", v)
+	return nil
+}
+
+func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net.Addr) error {
+	log.Info("starting store", "store_id", cfg.StoreID, "http_addr", cfg.Server.Addr,
+		"tls", cfg.Server.TLSCertFile != "", "mtls", cfg.Server.TLSClientCAFile != "",
+		"database_url", config.Redact(cfg.DB.URL), "db_max_conns", cfg.DB.MaxConns,
+		"db_query_exec_mode", cfg.DB.QueryExecMode, "migrate_on_start", cfg.DB.Migrate,
+		"bank_url", cfg.Bank.URL, "bank_timeout", cfg.Bank.Timeout, "bank_ca_file", cfg.Bank.CAFile,
+		"bank_client_cert_file", cfg.Bank.CertFile, "generator_interval", cfg.Generator.Interval,
+		"drain_delay", cfg.Server.DrainDelay, "shutdown_timeout", cfg.Server.ShutdownTimeout)
+	db, err := postgres.Open(cfg.DB)
+	if err != nil {
+		return err
+	}
+	defer closeDB(db)
+	if cfg.DB.Migrate {
+		if err := migrate(ctx, db, log); err != nil {
+			return err
+		}
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	if _, err := bankHTTPClient(cfg.Bank, 1); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewDBStatsCollector(sqlDB, "store"))
+	metrics := store.NewMetrics(reg)
+	repo := store.NewRepository(db, cfg.StoreID)
+	health := web.NewHealth(postgres.ReadyCheck(sqlDB, store.Migrations()))
+	handler := store.NewServer(repo, metrics, func() string { return "closed" }, health, reg, log)
+
+	// The generator stops as soon as shutdown begins.
+	var wg sync.WaitGroup
+	wg.Go(func() { store.NewGenerator(repo, cfg.Generator, metrics, log.With("component", "generator")).Run(ctx) })
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Go(func() { store.WatchBacklog(bg, repo, metrics, 5*time.Second) })
+
+	err = web.Serve(ctx, cfg.Server, handler, health, log, ready)
+	stopBackground()
+	wg.Wait()
+	log.Info("store stopped", "err", err)
+	return err
+}
+
+// bankHTTPClient builds the HTTP client of the Bank: mTLS with the configured CA and client certificate for
+// https, plain HTTP (a local sidecar) otherwise; connections reused, each request bounded by the timeout.
+func bankHTTPClient(b bankSettings, maxConns int) (*bankclient.Client, error) {
+	u, _ := url.Parse(b.URL)
+	var hc = bankclient.HTTPClient(b.Timeout, maxConns, nil)
+	if u.Scheme == "https" {
+		tlsCfg, err := bankclient.TLSConfig(b.CAFile, b.CertFile, b.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		hc = bankclient.HTTPClient(b.Timeout, maxConns, tlsCfg)
+	}
+	return bankclient.New(b.URL, hc)
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/txmesh/txmesh/src/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// env builds a getenv from key/value pairs.
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+// syncBuffer is a log sink safe for the concurrent writes of a running service.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// service is a store run in-process.
+type service struct {
+	url  string
+	logs *syncBuffer
+	stop context.CancelFunc
+	done chan error
+}
+
+func startService(t *testing.T, vars map[string]string) *service {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &service{logs: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
+	ready := make(chan net.Addr, 1)
+	base := map[string]string{"HTTP_ADDR": "127.0.0.1:0", "SHUTDOWN_DRAIN_DELAY": "0s", "STORE_ID": "store-test",
+		"LOG_LEVEL": "debug"}
+	for k, v := range vars {
+		base[k] = v
+	}
+	go func() { s.done <- run(ctx, nil, env(base), s.logs, ready) }()
+	select {
+	case addr := <-ready:
+		s.url = "http://" + addr.String()
+	case err := <-s.done:
+		t.Fatalf("store exited during start-up: %v\n%s", err, s.logs)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("store not listening after 30s\n%s", s.logs)
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-s.done:
+		case <-time.After(30 * time.Second):
+			t.Errorf("store did not stop")
+		}
+	})
+	return s
+}
+
+// shutdown stops the service and returns run's error.
+func (s *service) shutdown(t *testing.T) error {
+	t.Helper()
+	s.stop()
+	select {
+	case err := <-s.done:
+		s.done <- err // for the cleanup
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("store did not stop within 30s\n%s", s.logs)
+		return nil
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if v != nil {
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("GET %s: %d %q: %v", url, resp.StatusCode, body, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func TestConfigurationErrors(t *testing.T) {
+	dsn := "postgres://u@127.0.0.1:1/db"
+	tests := []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{"no database", map[string]string{"BANK_URL": "http://bank"}, "DATABASE_URL"},
+		{"no bank", map[string]string{"DATABASE_URL": dsn}, "BANK_URL is required"},
+		{"bank not http", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "ftp://bank"}, "BANK_URL"},
+		{"ca over http", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank", "BANK_CA_FILE": "/x"},
+			"https"},
+		{"cert without key", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "https://bank",
+			"BANK_CLIENT_CERT_FILE": "/x"}, "BANK_CLIENT_KEY_FILE"},
+		{"bad timeout", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank", "BANK_TIMEOUT": "0s"},
+			"BANK_TIMEOUT"},
+		{"bad store id", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank", "STORE_ID": "a b"},
+			"STORE_ID"},
+		{"bad generator", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank",
+			"GENERATOR_MIN_AMOUNT": "10", "GENERATOR_MAX_AMOUNT": "5"}, "GENERATOR_MIN_AMOUNT"},
+		{"bad duration", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank",
+			"GENERATOR_INTERVAL": "often"}, "often"},
+		{"unknown command", map[string]string{"DATABASE_URL": dsn}, "unknown command"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{}
+			if tt.name == "unknown command" {
+				args = []string{"launch"}
+			}
+			err := run(context.Background(), args, env(tt.vars), io.Discard, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestMigrateThenServeWithGenerator(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	// migrate needs no Bank settings.
+	if err := run(context.Background(), []string{"migrate"}, env(map[string]string{"DATABASE_URL": dsn}),
+		io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := startService(t, map[string]string{"DATABASE_URL": dsn, "MIGRATE_ON_START": "false",
+		"BANK_URL": "http://127.0.0.1:1", "GENERATOR_INTERVAL": "10ms", "GENERATOR_ACCOUNTS": "5"})
+	if code := getJSON(t, s.url+"/readyz", nil); code != http.StatusOK {
+		t.Fatalf("/readyz %d\n%s", code, s.logs)
+	}
+	var st struct {
+		Backlog   int64            `json:"backlog"`
+		Purchases map[string]int64 `json:"purchases"`
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for st.Purchases["pending"] < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("generator created %v after 20s\n%s", st, s.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+		getJSON(t, s.url+"/v1/outbox", &st)
+	}
+	if err := s.shutdown(t); err != nil {
+		t.Fatalf("shutdown: %v\n%s", err, s.logs)
+	}
+}

@@ -1,0 +1,280 @@
+// Package banktest starts a real Bank for tests: bank.NewServer over bank.NewRepository on its own fresh
+// PostgreSQL database (pgtest), served over HTTPS with client certificates required (a pki CA), behind a
+// TCP proxy the test can switch off (Down/Up) and a wrapper that injects faults (503s, connection resets
+// before or after processing, answers slower than the client's timeout) and counts what reaches the Bank.
+//
+// The package using it must run its tests through pgtest.Main.
+package banktest
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"gorm.io/gorm"
+
+	"github.com/txmesh/txmesh/src/internal/bank"
+	"github.com/txmesh/txmesh/src/internal/bankclient"
+	"github.com/txmesh/txmesh/src/internal/payment"
+	"github.com/txmesh/txmesh/src/internal/pgtest"
+	"github.com/txmesh/txmesh/src/internal/pki"
+	"github.com/txmesh/txmesh/src/internal/postgres"
+	"github.com/txmesh/txmesh/src/internal/web"
+)
+
+// Options shape the Bank's seed.
+type Options struct {
+	Accounts int    // ACC-000001…ACC-<Accounts>; default 100
+	Balance  int64  // each account's initial balance; default 1_000_000
+	Currency string // default EUR
+}
+
+// Faults are injected per request, each with its probability (their sum at most 1); the rest is served.
+type Faults struct {
+	Unavailable float64 // answer 503 without processing
+	ResetBefore float64 // reset the connection without processing
+	ResetAfter  float64 // process, then reset the connection instead of answering (the answer is lost)
+	SlowAfter   float64 // process, then answer only after Delay (beyond the client's timeout)
+	Delay       time.Duration
+	// Latency delays every request before it is processed (a slow Bank, requests stay in flight).
+	Latency time.Duration
+}
+
+// Bank is a running test Bank.
+type Bank struct {
+	DSN   string
+	DB    *gorm.DB
+	Certs pki.Files // CA, the Bank's server certificate and a client certificate for the Store
+	URL   string    // https://127.0.0.1:<proxy port>
+	Proxy *Proxy
+
+	faults   atomic.Pointer[Faults]
+	stop     chan struct{}
+	requests atomic.Int64
+	created  atomic.Int64
+	inFlight atomic.Int64
+
+	mu    sync.Mutex
+	sends map[string]int
+	hook  func(*http.Request)
+}
+
+// Start starts a Bank on a fresh database; everything stops when the test ends.
+func Start(t testing.TB, opts Options) *Bank {
+	t.Helper()
+	if opts.Accounts == 0 {
+		opts.Accounts = 100
+	}
+	if opts.Balance == 0 {
+		opts.Balance = 1_000_000
+	}
+	if opts.Currency == "" {
+		opts.Currency = "EUR"
+	}
+	b := &Bank{DSN: pgtest.NewDatabase(t), stop: make(chan struct{}), sends: map[string]int{}}
+	b.faults.Store(&Faults{})
+	db, err := postgres.Open(postgres.Config{URL: b.DSN, MaxConns: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.DB = db
+	sqlDB, _ := db.DB()
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	log := slog.New(slog.DiscardHandler)
+	ctx := context.Background()
+	if _, err := postgres.Migrate(ctx, sqlDB, bank.Migrations(), bank.MigrationLockID, log); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bank.Seed(ctx, db, opts.Accounts, opts.Balance, opts.Currency); err != nil {
+		t.Fatal(err)
+	}
+	if b.Certs, err = pki.Write(t.TempDir(), "store", "127.0.0.1", "localhost"); err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := web.ServerConfig{TLSCertFile: b.Certs.ServerCert, TLSKeyFile: b.Certs.ServerKey,
+		TLSClientCAFile: b.Certs.CA}.TLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := bank.NewServer(bank.NewRepository(db), web.NewHealth(func(context.Context) error { return nil }),
+		prometheus.NewRegistry(), log)
+	srv := httptest.NewUnstartedServer(b.wrap(inner))
+	srv.TLS = tlsCfg
+	srv.StartTLS()
+	b.Proxy = NewProxy(t, srv.Listener.Addr().String())
+	b.URL = "https://" + b.Proxy.Addr()
+	t.Cleanup(func() {
+		close(b.stop)
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	return b
+}
+
+// SetFaults changes the injected faults from the next request on.
+func (b *Bank) SetFaults(f Faults) { b.faults.Store(&f) }
+
+// OnRequest registers f, called for every request that reaches the Bank before anything else (e.g. to
+// timestamp arrivals). Set it before requests flow.
+func (b *Bank) OnRequest(f func(*http.Request)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.hook = f
+}
+
+// Stats counts what reached the Bank.
+type Stats struct {
+	Requests int64 // POST /v1/transactions received (faulty or not)
+	Distinct int64 // distinct transaction ids among them
+	Created  int64 // first processings (201)
+	InFlight int64 // requests being handled now
+}
+
+// Duplicates is how many requests repeated an id already received.
+func (s Stats) Duplicates() int64 { return s.Requests - s.Distinct }
+
+// Stats returns the counters.
+func (b *Bank) Stats() Stats {
+	b.mu.Lock()
+	distinct := int64(len(b.sends))
+	b.mu.Unlock()
+	return Stats{Requests: b.requests.Load(), Distinct: distinct, Created: b.created.Load(),
+		InFlight: b.inFlight.Load()}
+}
+
+// Sends returns how many requests carried id.
+func (b *Bank) Sends(id uuid.UUID) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sends[id.String()]
+}
+
+// Client returns a Bank client speaking mTLS with the Store's certificate.
+func (b *Bank) Client(t testing.TB, timeout time.Duration, maxConns int) *bankclient.Client {
+	t.Helper()
+	tlsCfg, err := bankclient.TLSConfig(b.Certs.CA, b.Certs.ClientCert, b.Certs.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := bankclient.New(b.URL, bankclient.HTTPClient(timeout, maxConns, tlsCfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// StoreEnv is the Store's environment for this Bank (BANK_URL and the mTLS files).
+func (b *Bank) StoreEnv() map[string]string {
+	return map[string]string{"BANK_URL": b.URL, "BANK_CA_FILE": b.Certs.CA,
+		"BANK_CLIENT_CERT_FILE": b.Certs.ClientCert, "BANK_CLIENT_KEY_FILE": b.Certs.ClientKey}
+}
+
+// Balance returns an account's balance.
+func (b *Bank) Balance(t testing.TB, account string) int64 {
+	t.Helper()
+	a, err := bank.NewRepository(b.DB).Account(context.Background(), account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Balance
+}
+
+// Record returns the Bank's row for id, or false.
+func (b *Bank) Record(t testing.TB, id uuid.UUID) (payment.Record, bool) {
+	t.Helper()
+	rec, err := bank.NewRepository(b.DB).Transaction(context.Background(), id)
+	if err != nil {
+		return payment.Record{}, false
+	}
+	return rec, true
+}
+
+// Transactions counts the Bank's transaction rows.
+func (b *Bank) Transactions(t testing.TB) int64 {
+	t.Helper()
+	var n int64
+	if err := b.DB.Raw("SELECT count(*) FROM transactions").Scan(&n).Error; err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (b *Bank) sleep(d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-b.stop:
+	}
+}
+
+// wrap counts requests and injects the faults around the real Bank handler.
+func (b *Bank) wrap(inner http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/transactions" {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		b.inFlight.Add(1)
+		defer b.inFlight.Add(-1)
+		b.requests.Add(1)
+		b.mu.Lock()
+		b.sends[r.Header.Get(payment.IdempotencyHeader)]++
+		hook := b.hook
+		b.mu.Unlock()
+		if hook != nil {
+			hook(r)
+		}
+		f := b.faults.Load()
+		if f.Latency > 0 {
+			b.sleep(f.Latency)
+		}
+		p := rand.Float64()
+		switch {
+		case p < f.Unavailable:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"error":{"code":"unavailable","message":"injected fault"}}`))
+			return
+		case p < f.Unavailable+f.ResetBefore:
+			hijackReset(w)
+			return
+		}
+		rec := httptest.NewRecorder()
+		inner.ServeHTTP(rec, r)
+		if rec.Code == http.StatusCreated {
+			b.created.Add(1)
+		}
+		switch {
+		case p < f.Unavailable+f.ResetBefore+f.ResetAfter:
+			hijackReset(w)
+			return
+		case p < f.Unavailable+f.ResetBefore+f.ResetAfter+f.SlowAfter:
+			b.sleep(f.Delay)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	})
+}
+
+// hijackReset takes the connection from the HTTP server and resets it: the client sees a broken connection.
+func hijackReset(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic("banktest: the response writer cannot be hijacked")
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	reset(conn)
+}

@@ -1,0 +1,429 @@
+// Package store is the Store service: it accepts purchases (its API and a generator), writes each one with an
+// outbox row in ONE transaction, and exposes what the relay (package relay) needs to deliver them to the Bank.
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/txmesh/txmesh/src/internal/payment"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations returns the Store's goose migrations.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		panic(err) // the embedded directory is fixed at build time
+	}
+	return sub
+}
+
+// MigrationLockID keys the advisory lock under which Store replicas apply migrations.
+const MigrationLockID int64 = 0x7478_6d65_7368_0002
+
+// Errors the Repository returns; anything else is a database failure (see postgres.Unavailable) or a bug.
+var (
+	ErrConflict = errors.New("idempotency key already used for a different purchase")
+	ErrNotFound = errors.New("not found")
+)
+
+// Status is where a purchase stands.
+type Status string
+
+// Statuses: pending until the Bank decides (approved, declined) or refuses the request itself (rejected).
+const (
+	StatusPending  Status = "pending"
+	StatusApproved Status = "approved"
+	StatusDeclined Status = "declined"
+	StatusRejected Status = "rejected"
+)
+
+// Statuses lists every status, in display order.
+var Statuses = []Status{StatusPending, StatusApproved, StatusDeclined, StatusRejected}
+
+// Source says who created a purchase.
+type Source string
+
+// Sources.
+const (
+	SourceAPI       Source = "api"
+	SourceGenerator Source = "generator"
+)
+
+// Purchase is a stored purchase as GET /v1/purchases/{id} returns it.
+type Purchase struct {
+	ID        uuid.UUID      `json:"id"`
+	StoreID   string         `json:"store_id"`
+	AccountID string         `json:"account_id"`
+	Amount    int64          `json:"amount"`
+	Currency  string         `json:"currency"`
+	Source    Source         `json:"source"`
+	Status    Status         `json:"status"`
+	Reason    payment.Reason `json:"reason"`               // the Bank's decline reason
+	ErrorCode string         `json:"error_code,omitempty"` // the Bank's error code, when rejected
+	LastError string         `json:"last_error,omitempty"` // the last delivery failure
+	Attempts  int            `json:"attempts"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
+	// ProcessedAt is when the Bank decided; CompletedAt when the Store recorded the outcome.
+	ProcessedAt *time.Time `json:"processed_at,omitempty"`
+	CompletedAt *time.Time `json:"completed_at,omitempty"`
+	// NextAttemptAt is when the relay sends a pending purchase next (or when its current claim ends).
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+}
+
+// Transaction is what the Store sends the Bank for p.
+func (p Purchase) Transaction() payment.Transaction {
+	return payment.Transaction{ID: p.ID, StoreID: p.StoreID, AccountID: p.AccountID, Amount: p.Amount,
+		Currency: p.Currency, CreatedAt: p.CreatedAt}
+}
+
+// purchaseRow maps the purchases table (joined with outbox.next_attempt_at).
+type purchaseRow struct {
+	ID            uuid.UUID
+	StoreID       string
+	AccountID     string
+	Amount        int64
+	Currency      string
+	Source        string
+	Status        string
+	Reason        string
+	ErrorCode     string
+	LastError     string
+	Attempts      int
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+	ProcessedAt   *time.Time
+	CompletedAt   *time.Time
+	NextAttemptAt *time.Time
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func (r purchaseRow) purchase() Purchase {
+	return Purchase{
+		ID: r.ID, StoreID: r.StoreID, AccountID: r.AccountID, Amount: r.Amount, Currency: r.Currency,
+		Source: Source(r.Source), Status: Status(r.Status), Reason: payment.Reason(r.Reason),
+		ErrorCode: r.ErrorCode, LastError: r.LastError, Attempts: r.Attempts, CreatedAt: r.CreatedAt.UTC(),
+		UpdatedAt: r.UpdatedAt.UTC(), ProcessedAt: utcPtr(r.ProcessedAt), CompletedAt: utcPtr(r.CompletedAt),
+		NextAttemptAt: utcPtr(r.NextAttemptAt),
+	}
+}
+
+const selectPurchase = `
+SELECT p.id, p.store_id, p.account_id, p.amount, p.currency, p.source, p.status, p.reason, p.error_code,
+       p.last_error, p.attempts, p.created_at, p.updated_at, p.processed_at, p.completed_at, o.next_attempt_at
+FROM purchases p LEFT JOIN outbox o ON o.purchase_id = p.id`
+
+// Repository is the Store's PostgreSQL storage: purchases and their outbox.
+type Repository struct {
+	db      *gorm.DB
+	storeID string
+	created func()
+}
+
+// NewRepository returns a Repository over db; purchases it creates carry storeID.
+func NewRepository(db *gorm.DB, storeID string) *Repository {
+	return &Repository{db: db, storeID: storeID, created: func() {}}
+}
+
+// OnCreate registers f, called after each purchase is committed (the relay's wake-up). Call it before use.
+func (r *Repository) OnCreate(f func()) { r.created = f }
+
+// NewPurchase is a purchase to create.
+type NewPurchase struct {
+	AccountID string
+	Amount    int64
+	Currency  string
+	Source    Source
+	// IdempotencyKey, when not empty, makes Create idempotent: the same key returns the purchase it created.
+	IdempotencyKey string
+}
+
+// createSQL writes the purchase and its outbox row in ONE statement, hence one transaction: a purchase is
+// never stored without the row that gets it delivered. With an idempotency key already used, it inserts
+// nothing (a concurrent insert with the same key waits for the first one to commit, then inserts nothing).
+const createSQL = `
+WITH p AS (
+    INSERT INTO purchases (id, store_id, account_id, amount, currency, source, idempotency_key, created_at,
+                           updated_at)
+    VALUES (@id, @store, @account, @amount, @currency, @source, NULLIF(@key, ''), @created, @created)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, created_at
+), o AS (
+    INSERT INTO outbox (purchase_id, created_at, next_attempt_at)
+    SELECT id, created_at, now() FROM p
+)
+SELECT id FROM p`
+
+// Create stores a new pending purchase with its outbox row. It returns created=false with the existing
+// purchase when the idempotency key was used before for the same account, amount and currency, and
+// ErrConflict when it was used for different ones. Invalid fields are a *payment.ValidationError.
+func (r *Repository) Create(ctx context.Context, in NewPurchase) (Purchase, bool, error) {
+	id, err := uuid.NewV7() // time-ordered: inserts stay at the right edge of the primary key indexes
+	if err != nil {
+		return Purchase{}, false, fmt.Errorf("new purchase id: %w", err)
+	}
+	tx := payment.Transaction{ID: id, StoreID: r.storeID, AccountID: in.AccountID, Amount: in.Amount,
+		Currency: in.Currency, CreatedAt: time.Now()}.Normalize()
+	if err := tx.Validate(); err != nil {
+		return Purchase{}, false, err
+	}
+	var ids []uuid.UUID
+	err = r.db.WithContext(ctx).Raw(createSQL, map[string]any{
+		"id": tx.ID, "store": tx.StoreID, "account": tx.AccountID, "amount": tx.Amount, "currency": tx.Currency,
+		"source": string(in.Source), "key": in.IdempotencyKey, "created": tx.CreatedAt,
+	}).Scan(&ids).Error
+	if err != nil {
+		return Purchase{}, false, fmt.Errorf("create purchase: %w", err)
+	}
+	if len(ids) == 1 {
+		r.created()
+		return Purchase{ID: tx.ID, StoreID: tx.StoreID, AccountID: tx.AccountID, Amount: tx.Amount,
+			Currency: tx.Currency, Source: in.Source, Status: StatusPending, CreatedAt: tx.CreatedAt,
+			UpdatedAt: tx.CreatedAt, NextAttemptAt: &tx.CreatedAt}, true, nil
+	}
+	// The key was used before: a replay (same fields → that purchase) or a conflict.
+	p, err := r.get(ctx, "p.idempotency_key = ?", in.IdempotencyKey)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return Purchase{}, false, fmt.Errorf("purchase with key %q neither inserted nor found", in.IdempotencyKey)
+		}
+		return Purchase{}, false, err
+	}
+	if p.AccountID != in.AccountID || p.Amount != in.Amount || p.Currency != in.Currency {
+		return Purchase{}, false, ErrConflict
+	}
+	return p, false, nil
+}
+
+// Get returns a purchase by id.
+func (r *Repository) Get(ctx context.Context, id uuid.UUID) (Purchase, error) {
+	return r.get(ctx, "p.id = ?", id)
+}
+
+func (r *Repository) get(ctx context.Context, where string, arg any) (Purchase, error) {
+	var rows []purchaseRow
+	if err := r.db.WithContext(ctx).Raw(selectPurchase+" WHERE "+where+" LIMIT 1", arg).Scan(&rows).Error; err != nil {
+		return Purchase{}, fmt.Errorf("read purchase: %w", err)
+	}
+	if len(rows) == 0 {
+		return Purchase{}, ErrNotFound
+	}
+	return rows[0].purchase(), nil
+}
+
+// Backlog is the outbox's size and the age of its oldest purchase (0 when empty).
+type Backlog struct {
+	Size      int64
+	OldestAge time.Duration
+}
+
+// Backlog measures the outbox.
+func (r *Repository) Backlog(ctx context.Context) (Backlog, error) {
+	var row struct {
+		N   int64
+		Age float64
+	}
+	err := r.db.WithContext(ctx).Raw(`
+SELECT count(*) AS n, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS age FROM outbox`).
+		Scan(&row).Error
+	if err != nil {
+		return Backlog{}, fmt.Errorf("measure outbox: %w", err)
+	}
+	return Backlog{Size: row.N, OldestAge: time.Duration(max(row.Age, 0) * float64(time.Second))}, nil
+}
+
+// CountByStatus counts purchases by status; every status is present.
+func (r *Repository) CountByStatus(ctx context.Context) (map[Status]int64, error) {
+	var rows []struct {
+		Status string
+		N      int64
+	}
+	if err := r.db.WithContext(ctx).Raw(`SELECT status, count(*) AS n FROM purchases GROUP BY status`).
+		Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("count purchases: %w", err)
+	}
+	counts := make(map[Status]int64, len(Statuses))
+	for _, s := range Statuses {
+		counts[s] = 0
+	}
+	for _, row := range rows {
+		counts[Status(row.Status)] = row.N
+	}
+	return counts, nil
+}
+
+// Claim is a purchase a relay took from the outbox to send, until its lease ends.
+type Claim struct {
+	Tx payment.Transaction
+	// Attempts is how many sends were recorded before this claim.
+	Attempts int
+	// Token identifies this claim: Retry and Release only touch the outbox row while it is still this claim.
+	Token uuid.UUID
+}
+
+// claimSQL takes up to @n due rows that no other relay holds (SKIP LOCKED: replicas never wait on each other)
+// and leases them: next_attempt_at moves to the lease's end, so a crashed relay's rows come due again then.
+// One statement, one short transaction: no lock outlives it and no session state is used, so it works
+// through PgBouncer in transaction mode.
+const claimSQL = `
+WITH due AS (
+    SELECT purchase_id FROM outbox
+    WHERE next_attempt_at <= now()
+    ORDER BY next_attempt_at
+    LIMIT @n
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE outbox o
+    SET next_attempt_at = now() + @lease_us * interval '1 microsecond', claim_token = @token, claimed_by = @owner
+    FROM due WHERE o.purchase_id = due.purchase_id
+    RETURNING o.purchase_id
+)
+SELECT p.id, p.store_id, p.account_id, p.amount, p.currency, p.created_at, p.attempts
+FROM claimed c JOIN purchases p ON p.id = c.purchase_id
+ORDER BY p.created_at`
+
+// Claim leases up to n due purchases to owner for lease.
+func (r *Repository) Claim(ctx context.Context, owner string, n int, lease time.Duration) ([]Claim, error) {
+	token := uuid.New()
+	var rows []struct {
+		ID        uuid.UUID
+		StoreID   string
+		AccountID string
+		Amount    int64
+		Currency  string
+		CreatedAt time.Time
+		Attempts  int
+	}
+	err := r.db.WithContext(ctx).Raw(claimSQL, map[string]any{
+		"n": n, "lease_us": lease.Microseconds(), "token": token, "owner": owner,
+	}).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("claim outbox rows: %w", err)
+	}
+	claims := make([]Claim, len(rows))
+	for i, row := range rows {
+		claims[i] = Claim{
+			Tx: payment.Transaction{ID: row.ID, StoreID: row.StoreID, AccountID: row.AccountID, Amount: row.Amount,
+				Currency: row.Currency, CreatedAt: row.CreatedAt.UTC()},
+			Attempts: row.Attempts, Token: token,
+		}
+	}
+	return claims, nil
+}
+
+// completeSQL records the outcome and removes the outbox row in ONE statement. It does not require the claim
+// to be current: the Bank answers the same for the same id, so whichever relay records first wins and a later
+// recording changes nothing (status is no longer pending).
+const completeSQL = `
+WITH done AS (
+    DELETE FROM outbox WHERE purchase_id = @id
+)
+UPDATE purchases
+SET status = @status, reason = @reason, error_code = @code, last_error = @error, attempts = attempts + 1,
+    processed_at = @processed, completed_at = now(), updated_at = now()
+WHERE id = @id AND status = 'pending'`
+
+// Complete records the Bank's decision on a purchase and removes it from the outbox.
+func (r *Repository) Complete(ctx context.Context, id uuid.UUID, res payment.Result) error {
+	var status Status
+	switch res.Status {
+	case payment.StatusApproved:
+		status = StatusApproved
+	case payment.StatusDeclined:
+		status = StatusDeclined
+	default:
+		return fmt.Errorf("complete purchase %s: unknown bank status %q", id, res.Status)
+	}
+	processed := res.ProcessedAt
+	return r.exec(ctx, "complete purchase", completeSQL, map[string]any{
+		"id": id, "status": string(status), "reason": string(res.Reason), "code": "", "error": "",
+		"processed": &processed,
+	})
+}
+
+// Reject dead-letters a purchase the Bank refused (a permanent 4xx): it is never sent again.
+func (r *Repository) Reject(ctx context.Context, id uuid.UUID, code, msg string) error {
+	return r.exec(ctx, "reject purchase", completeSQL, map[string]any{
+		"id": id, "status": string(StatusRejected), "reason": "", "code": truncate(code, 64),
+		"error": truncate(msg, 500), "processed": (*time.Time)(nil),
+	})
+}
+
+// retrySQL schedules the next send of a claimed purchase after a failed one and counts the attempt.
+const retrySQL = `
+WITH o AS (
+    UPDATE outbox SET next_attempt_at = now() + @delay_us * interval '1 microsecond', claim_token = NULL,
+                      claimed_by = NULL
+    WHERE purchase_id = @id AND claim_token = @token
+)
+UPDATE purchases SET attempts = attempts + 1, last_error = @error, updated_at = now()
+WHERE id = @id AND status = 'pending'`
+
+// Retry records a failed send of a claimed purchase and makes it due again after delay (unless the claim
+// was lost meanwhile: then its new holder decides).
+func (r *Repository) Retry(ctx context.Context, c Claim, delay time.Duration, cause string) error {
+	return r.exec(ctx, "schedule retry", retrySQL, map[string]any{
+		"id": c.Tx.ID, "token": c.Token, "delay_us": delay.Microseconds(), "error": truncate(cause, 500),
+	})
+}
+
+// Release gives back a claimed purchase that was not sent; it is due again after delay.
+func (r *Repository) Release(ctx context.Context, c Claim, delay time.Duration) error {
+	return r.exec(ctx, "release claim", `
+UPDATE outbox SET next_attempt_at = now() + @delay_us * interval '1 microsecond', claim_token = NULL,
+                  claimed_by = NULL
+WHERE purchase_id = @id AND claim_token = @token`, map[string]any{
+		"id": c.Tx.ID, "token": c.Token, "delay_us": delay.Microseconds(),
+	})
+}
+
+// NextDue returns how long until the next outbox row comes due (≤ 0: one is due now); ok is false when the
+// outbox is empty.
+func (r *Repository) NextDue(ctx context.Context) (d time.Duration, ok bool, err error) {
+	var secs *float64
+	if err := r.db.WithContext(ctx).Raw(
+		`SELECT EXTRACT(EPOCH FROM min(next_attempt_at) - now())::float8 FROM outbox`).Scan(&secs).Error; err != nil {
+		return 0, false, fmt.Errorf("read next due time: %w", err)
+	}
+	if secs == nil {
+		return 0, false, nil
+	}
+	return time.Duration(*secs * float64(time.Second)), true, nil
+}
+
+func (r *Repository) exec(ctx context.Context, what, sql string, args map[string]any) error {
+	if err := r.db.WithContext(ctx).Exec(sql, args).Error; err != nil {
+		return fmt.Errorf("%s %v: %w", what, args["id"], err)
+	}
+	return nil
+}
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
