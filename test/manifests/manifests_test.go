@@ -4,18 +4,6 @@ import (
 	"testing"
 )
 
-func TestBaseRendersAndValidates(t *testing.T) {
-	objs, err := Render("kustomize/base")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(objs) == 0 {
-		t.Fatal("no objects")
-	}
-	for _, p := range Check(objs) {
-		t.Error(p)
-	}
-}
 
 func TestUpstreamCRDsLoad(t *testing.T) {
 	set, err := CRDs()

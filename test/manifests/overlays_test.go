@@ -1,14 +1,21 @@
 package manifests
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
-func TestOverlaysRenderAndValidate(t *testing.T) {
+// TestOverlays renders every overlay (and the base and mesh/ on their own), decodes and schema-validates
+// every object, and applies the app house rules.
+func TestOverlays(t *testing.T) {
 	dirs, err := Overlays()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dirs = append(dirs, "kustomize/base", "mesh")
-	for _, d := range dirs {
+	if len(dirs) < 2 {
+		t.Fatalf("expected overlays minikube and production, found %v", dirs)
+	}
+	for _, d := range append(dirs, "kustomize/base", "mesh") {
 		t.Run(d, func(t *testing.T) {
 			objs, err := Render(d)
 			if err != nil {
@@ -17,6 +24,38 @@ func TestOverlaysRenderAndValidate(t *testing.T) {
 			for _, p := range Check(objs) {
 				t.Error(p)
 			}
+			if strings.HasPrefix(d, "kustomize/overlays/") {
+				s := &Set{Name: d, Objects: objs, Production: strings.HasSuffix(d, "/production")}
+				for _, p := range RunRules(s, AppRules) {
+					t.Error(p)
+				}
+			}
 		})
+	}
+}
+
+// TestComponentsAreUsed: every component is rendered by at least one overlay (so it is validated), and has a
+// README.
+func TestComponentsAreUsed(t *testing.T) {
+	comps, err := Components()
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlays, _ := Overlays()
+	var text string
+	for _, o := range overlays {
+		b, err := readFile(o + "/kustomization.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		text += string(b)
+	}
+	for _, c := range comps {
+		if _, err := readFile(c + "/README.md"); err != nil {
+			t.Errorf("%s has no README.md", c)
+		}
+		if !strings.Contains(text, "../../components/"+c[len("kustomize/components/"):]) {
+			t.Errorf("%s is used by no overlay, so it is never rendered and validated", c)
+		}
 	}
 }
