@@ -100,3 +100,8 @@ func renderFluxPath(dir string) ([]Object, error) {
 }
 
 func readFile(p string) ([]byte, error) { return os.ReadFile(filepath.Join(RepoRoot(), p)) }
+
+func dirExists(p string) bool {
+	st, err := os.Stat(filepath.Join(RepoRoot(), p))
+	return err == nil && st.IsDir() && !strings.HasPrefix(filepath.Clean(p), "..")
+}

@@ -4,7 +4,6 @@ import (
 	"testing"
 )
 
-
 func TestUpstreamCRDsLoad(t *testing.T) {
 	set, err := CRDs()
 	if err != nil {

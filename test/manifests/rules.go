@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"fmt"
+	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -593,6 +594,9 @@ var ClusterRules = []Rule{
 					errs = append(errs, fmt.Sprintf("[flux-graph] Kustomization %s dependsOn %s, which does not exist", name, dn))
 				}
 			}
+			if p, _, _ := nestedString(m, "spec", "path"); !dirExists(strings.TrimPrefix(path.Clean(p), "./")) {
+				errs = append(errs, fmt.Sprintf("[flux-graph] Kustomization %s: path %s does not exist in the repository", name, path.Clean(p)))
+			}
 			kind, _, _ := nestedString(m, "spec", "sourceRef", "kind")
 			src, _, _ := nestedString(m, "spec", "sourceRef", "name")
 			if !(kind == "GitRepository" && src == "flux-system") && s.find(kind, "", src) == nil {
@@ -780,4 +784,3 @@ func RunRules(s *Set, rules []Rule) []string {
 	}
 	return out
 }
-
