@@ -10,6 +10,7 @@ require (
 	github.com/jackc/pgx/v5 v5.7.6
 	github.com/pressly/goose/v3 v3.26.0
 	github.com/prometheus/client_golang v1.23.2
+	github.com/sony/gobreaker/v2 v2.3.0
 	go.uber.org/mock v0.6.0
 	gorm.io/driver/postgres v1.6.0
 	gorm.io/gorm v1.31.1

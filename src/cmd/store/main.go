@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"gorm.io/gorm"
@@ -27,6 +28,7 @@ import (
 	"github.com/txmesh/txmesh/src/internal/config"
 	"github.com/txmesh/txmesh/src/internal/payment"
 	"github.com/txmesh/txmesh/src/internal/postgres"
+	"github.com/txmesh/txmesh/src/internal/relay"
 	"github.com/txmesh/txmesh/src/internal/store"
 	"github.com/txmesh/txmesh/src/internal/web"
 )
@@ -67,11 +69,13 @@ type settings struct {
 	StoreID   string     `env:"STORE_ID"` // default: the host name
 	Bank      bankSettings
 	Generator store.GeneratorConfig
+	Relay     relay.Config
 }
 
 // validate checks what serve needs; migrate needs the database only.
 func (s settings) validate() error {
-	errs := []error{s.Server.Validate(), s.DB.Validate(), s.Bank.validate(), s.Generator.Validate()}
+	errs := []error{s.Server.Validate(), s.DB.Validate(), s.Bank.validate(), s.Generator.Validate(),
+		s.Relay.Validate()}
 	if !payment.ValidIdentifier(s.StoreID) {
 		errs = append(errs, fmt.Errorf("STORE_ID %q must be 1-64 characters of [A-Za-z0-9._-] (set it when the "+
 			"host name is not)", s.StoreID))
@@ -106,6 +110,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if cfg.StoreID == "" {
 		cfg.StoreID, _ = os.Hostname()
 	}
+	cfg.Relay.Timeout = cfg.Bank.Timeout
 	log := config.Logger(stdout, cfg.LogLevel)
 	switch cmd {
 	case "serve":
@@ -153,7 +158,7 @@ func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net
 		"database_url", config.Redact(cfg.DB.URL), "db_max_conns", cfg.DB.MaxConns,
 		"db_query_exec_mode", cfg.DB.QueryExecMode, "migrate_on_start", cfg.DB.Migrate,
 		"bank_url", cfg.Bank.URL, "bank_timeout", cfg.Bank.Timeout, "bank_ca_file", cfg.Bank.CAFile,
-		"bank_client_cert_file", cfg.Bank.CertFile, "generator_interval", cfg.Generator.Interval,
+		"bank_client_cert_file", cfg.Bank.CertFile, "generator", cfg.Generator,
 		"drain_delay", cfg.Server.DrainDelay, "shutdown_timeout", cfg.Server.ShutdownTimeout)
 	db, err := postgres.Open(cfg.DB)
 	if err != nil {
@@ -169,7 +174,8 @@ func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net
 	if err != nil {
 		return err
 	}
-	if _, err := bankHTTPClient(cfg.Bank, 1); err != nil {
+	bank, err := bankHTTPClient(cfg.Bank, cfg.Relay.Concurrency)
+	if err != nil {
 		return err
 	}
 
@@ -177,18 +183,27 @@ func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net
 	reg.MustRegister(collectors.NewDBStatsCollector(sqlDB, "store"))
 	metrics := store.NewMetrics(reg)
 	repo := store.NewRepository(db, cfg.StoreID)
+	rl := relay.New(repo, bank, cfg.StoreID+"/"+uuid.NewString()[:8], cfg.Relay, reg, log.With("component", "relay"))
+	repo.OnCreate(rl.Wake)
 	health := web.NewHealth(postgres.ReadyCheck(sqlDB, store.Migrations()))
-	handler := store.NewServer(repo, metrics, func() string { return "closed" }, health, reg, log)
+	handler := store.NewServer(repo, metrics, rl.BreakerState, health, reg, log)
 
-	// The generator stops as soon as shutdown begins.
-	var wg sync.WaitGroup
-	wg.Go(func() { store.NewGenerator(repo, cfg.Generator, metrics, log.With("component", "generator")).Run(ctx) })
+	// Shutdown: the generator stops at once; the relay keeps delivering while the server drains (readiness
+	// fails first), then stops claiming and finishes its sends in flight; then the database closes.
+	var gen, background sync.WaitGroup
+	genCtx, stopGenerator := context.WithCancel(ctx)
+	gen.Go(func() {
+		store.NewGenerator(repo, cfg.Generator, metrics, log.With("component", "generator")).Run(genCtx)
+	})
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
-	wg.Go(func() { store.WatchBacklog(bg, repo, metrics, 5*time.Second) })
+	background.Go(func() { rl.Run(bg) })
+	background.Go(func() { store.WatchBacklog(bg, repo, metrics, 5*time.Second) })
 
 	err = web.Serve(ctx, cfg.Server, handler, health, log, ready)
+	stopGenerator()
+	gen.Wait()
 	stopBackground()
-	wg.Wait()
+	background.Wait()
 	log.Info("store stopped", "err", err)
 	return err
 }
@@ -197,7 +212,7 @@ func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net
 // https, plain HTTP (a local sidecar) otherwise; connections reused, each request bounded by the timeout.
 func bankHTTPClient(b bankSettings, maxConns int) (*bankclient.Client, error) {
 	u, _ := url.Parse(b.URL)
-	var hc = bankclient.HTTPClient(b.Timeout, maxConns, nil)
+	hc := bankclient.HTTPClient(b.Timeout, maxConns, nil)
 	if u.Scheme == "https" {
 		tlsCfg, err := bankclient.TLSConfig(b.CAFile, b.CertFile, b.KeyFile)
 		if err != nil {

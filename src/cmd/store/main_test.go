@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/txmesh/txmesh/src/internal/banktest"
 	"github.com/txmesh/txmesh/src/internal/pgtest"
+	"github.com/txmesh/txmesh/src/internal/postgres"
+	"github.com/txmesh/txmesh/src/internal/store"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -173,4 +176,105 @@ func TestMigrateThenServeWithGenerator(t *testing.T) {
 	if err := s.shutdown(t); err != nil {
 		t.Fatalf("shutdown: %v\n%s", err, s.logs)
 	}
+}
+
+// withBank merges the Store's environment for a test Bank into vars.
+func withBank(bank *banktest.Bank, vars map[string]string) map[string]string {
+	for k, v := range bank.StoreEnv() {
+		vars[k] = v
+	}
+	return vars
+}
+
+func postPurchase(t *testing.T, base, body string) store.Purchase {
+	t.Helper()
+	resp, err := http.Post(base+"/v1/purchases", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p store.Purchase
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /v1/purchases: %d %v", resp.StatusCode, err)
+	}
+	return p
+}
+
+func TestServeDeliversToTheBankOverMTLS(t *testing.T) {
+	bank := banktest.Start(t, banktest.Options{Accounts: 5})
+	s := startService(t, withBank(bank, map[string]string{"DATABASE_URL": pgtest.NewDatabase(t),
+		"GENERATOR_INTERVAL": "20ms", "GENERATOR_ACCOUNTS": "5", "RELAY_POLL_INTERVAL": "100ms"}))
+	p := postPurchase(t, s.url, `{"account_id":"ACC-000002","amount":1250,"currency":"EUR"}`)
+	deadline := time.Now().Add(20 * time.Second)
+	for p.Status == store.StatusPending {
+		if time.Now().After(deadline) {
+			t.Fatalf("purchase still pending after 20s\n%s", s.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+		getJSON(t, s.url+"/v1/purchases/"+p.ID.String(), &p)
+	}
+	rec, ok := bank.Record(t, p.ID)
+	if p.Status != store.StatusApproved || p.Attempts != 1 || !ok || !rec.SameFields(p.Transaction()) ||
+		rec.StoreID != "store-test" {
+		t.Fatalf("purchase %+v, bank %+v", p, rec)
+	}
+	var st store.OutboxStatus
+	getJSON(t, s.url+"/v1/outbox", &st)
+	if st.Breaker != "closed" || st.Purchases.Approved+st.Purchases.Declined < 1 {
+		t.Fatalf("outbox %+v", st)
+	}
+	resp, err := http.Get(s.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"store_http_requests_total", "store_outbox_backlog", "store_outbox_oldest_pending_age_seconds",
+		`store_deliveries_total{outcome="approved"}`, `store_deliveries_total{outcome="retry"}`,
+		"store_delivery_attempts_bucket", "store_breaker_state 0", "store_bank_request_duration_seconds_bucket",
+		`store_purchases_created_total{source="api"} 1`, `store_purchases_created_total{source="generator"}`,
+		"go_goroutines", `go_sql_max_open_connections{db_name="store"}`} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+	if err := s.shutdown(t); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+func TestGracefulShutdownFinishesSendsInFlight(t *testing.T) {
+	bank := banktest.Start(t, banktest.Options{Accounts: 5})
+	bank.SetFaults(banktest.Faults{Latency: 300 * time.Millisecond}) // every send stays in flight a while
+	dsn := pgtest.NewDatabase(t)
+	s := startService(t, withBank(bank, map[string]string{"DATABASE_URL": dsn, "GENERATOR_INTERVAL": "0",
+		"RELAY_CONCURRENCY": "4"}))
+	for range 20 {
+		postPurchase(t, s.url, `{"account_id":"ACC-000001","amount":1,"currency":"EUR"}`)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for bank.Stats().InFlight == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no send in flight")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.shutdown(t); err != nil {
+		t.Fatalf("shutdown: %v\n%s", err, s.logs)
+	}
+	// Every send that started was recorded; nothing is left claimed.
+	db, err := postgres.Open(postgres.Config{URL: dsn, MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeDB(db)
+	var claimed, delivered, sentButPending int64
+	db.Raw("SELECT count(*) FROM outbox WHERE claim_token IS NOT NULL").Scan(&claimed)
+	db.Raw("SELECT count(*) FROM purchases WHERE status <> 'pending'").Scan(&delivered)
+	db.Raw("SELECT count(*) FROM purchases WHERE status = 'pending' AND attempts > 0").Scan(&sentButPending)
+	if claimed != 0 || sentButPending != 0 || delivered == 0 || delivered != bank.Stats().Created {
+		t.Fatalf("after shutdown: %d claimed, %d delivered (Bank created %d), %d sent but pending\n%s", claimed,
+			delivered, bank.Stats().Created, sentButPending, s.logs)
+	}
+	t.Logf("stopped with %d of 20 delivered, the rest pending and unclaimed", delivered)
 }

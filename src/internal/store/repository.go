@@ -330,7 +330,8 @@ func (r *Repository) Claim(ctx context.Context, owner string, n int, lease time.
 	return claims, nil
 }
 
-// completeSQL records the outcome and removes the outbox row in ONE statement. It does not require the claim
+// completeSQL records the outcome and removes the outbox row in ONE statement (last_error keeps the last
+// failure before a decision, as history). It does not require the claim
 // to be current: the Bank answers the same for the same id, so whichever relay records first wins and a later
 // recording changes nothing (status is no longer pending).
 const completeSQL = `
@@ -338,7 +339,8 @@ WITH done AS (
     DELETE FROM outbox WHERE purchase_id = @id
 )
 UPDATE purchases
-SET status = @status, reason = @reason, error_code = @code, last_error = @error, attempts = attempts + 1,
+SET status = @status, reason = @reason, error_code = @code, last_error = COALESCE(NULLIF(@error, ''), last_error),
+    attempts = attempts + 1,
     processed_at = @processed, completed_at = now(), updated_at = now()
 WHERE id = @id AND status = 'pending'`
 

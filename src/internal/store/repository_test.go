@@ -228,7 +228,7 @@ func TestExpiredLeaseIsClaimedAgainAndStaleClaimLosesRetry(t *testing.T) {
 	got, _ = repo.Get(ctx, p.ID)
 	if got.Status != StatusDeclined || got.Reason != payment.ReasonInsufficientFunds || got.Attempts != 3 ||
 		got.ProcessedAt == nil || !got.ProcessedAt.Equal(processed) || got.CompletedAt == nil ||
-		got.NextAttemptAt != nil || got.LastError != "" {
+		got.NextAttemptAt != nil || got.LastError != "503" {
 		t.Fatalf("completed: %+v", got)
 	}
 	if count(t, db, "outbox") != 0 {

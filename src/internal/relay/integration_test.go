@@ -1,0 +1,279 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"gorm.io/gorm"
+
+	"github.com/txmesh/txmesh/src/internal/banktest"
+	"github.com/txmesh/txmesh/src/internal/payment"
+	"github.com/txmesh/txmesh/src/internal/store"
+)
+
+// The relay against a real Bank (in-process server, own database, HTTPS with client certificates, faults
+// injected for real: refused and reset connections, 503s, answers slower than the client's timeout).
+
+// createMany creates n purchases on random accounts of the first ten (amounts small enough to approve).
+func createMany(t *testing.T, repo *store.Repository, n int) []uuid.UUID {
+	t.Helper()
+	ids := make([]uuid.UUID, n)
+	for i := range ids {
+		ids[i] = createPurchase(t, repo, store.AccountID(1+rand.IntN(10)), 1+rand.Int64N(1000)).ID
+	}
+	return ids
+}
+
+func waitDrained(t *testing.T, repo *store.Repository, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, timeout, "the outbox to drain", func() bool {
+		b, err := repo.Backlog(context.Background())
+		return err == nil && b.Size == 0
+	})
+}
+
+// checkExactlyOnce proves each purchase reached the Bank once in effect: the Bank holds one row per purchase
+// with the same fields and decision, no other row, and every account's balance is its seed minus its
+// approved debits. rejected lists purchases expected dead-lettered (and absent from the Bank's decisions).
+func checkExactlyOnce(t *testing.T, repo *store.Repository, bank *banktest.Bank, ids []uuid.UUID,
+	rejected ...uuid.UUID) {
+	t.Helper()
+	dead := map[uuid.UUID]bool{}
+	for _, id := range rejected {
+		dead[id] = true
+	}
+	debits := map[string]int64{}
+	decided := int64(0)
+	for _, id := range ids {
+		p := getPurchase(t, repo, id)
+		if dead[id] {
+			if p.Status != store.StatusRejected {
+				t.Errorf("purchase %s: %s, want rejected", id, p.Status)
+			}
+			continue
+		}
+		rec, ok := bank.Record(t, id)
+		switch {
+		case !ok:
+			t.Errorf("purchase %s (%s) is not in the Bank", id, p.Status)
+			continue
+		case !rec.SameFields(p.Transaction()):
+			t.Errorf("purchase %s: Bank holds %+v, Store sent %+v", id, rec.Transaction, p.Transaction())
+		case string(rec.Status) != string(p.Status) || rec.Reason != p.Reason:
+			t.Errorf("purchase %s: Store says %s/%s, Bank %s/%s", id, p.Status, p.Reason, rec.Status, rec.Reason)
+		}
+		decided++
+		if rec.Status == payment.StatusApproved {
+			debits[rec.AccountID] += rec.Amount
+		}
+	}
+	if n := bank.Transactions(t) - int64(len(rejected)); n != decided {
+		t.Errorf("the Bank holds %d decisions for %d purchases", n, decided)
+	}
+	for i := 1; i <= 10; i++ {
+		acc := store.AccountID(i)
+		if got, want := bank.Balance(t, acc), 1_000_000-debits[acc]; got != want {
+			t.Errorf("%s balance %d, want %d", acc, got, want)
+		}
+	}
+	if st := bank.Stats(); st.Created != decided {
+		t.Errorf("the Bank processed %d transactions for the first time, want %d", st.Created, decided)
+	}
+}
+
+func TestBankDownThenUp(t *testing.T) {
+	repo, _, _ := newOutbox(t, "")
+	bank := banktest.Start(t, banktest.Options{})
+	bank.Proxy.Down()
+	cfg := fastConfig()
+	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 200*time.Millisecond
+	cfg.BreakerFailures, cfg.BreakerOpenTimeout = 5, 200*time.Millisecond
+	r := startRelay(t, repo, bank.Client(t, time.Second, cfg.Concurrency), "relay-1", cfg)
+	repo.OnCreate(r.Wake)
+	ids := createMany(t, repo, 50)
+	// The relay keeps trying (the breaker opens and probes) while every purchase stays pending.
+	waitFor(t, 10*time.Second, "the breaker to open and probe", func() bool {
+		return testutil.ToFloat64(r.m.transitions.WithLabelValues("half-open", "open")) >= 2
+	})
+	counts, err := repo.CountByStatus(context.Background())
+	if err != nil || counts[store.StatusPending] != 50 || bank.Transactions(t) != 0 {
+		t.Fatalf("with the Bank down: %v %v, bank rows %d", counts, err, bank.Transactions(t))
+	}
+	if err := bank.Proxy.Up(); err != nil {
+		t.Fatal(err)
+	}
+	waitDrained(t, repo, 30*time.Second)
+	checkExactlyOnce(t, repo, bank, ids)
+	t.Logf("Bank requests %d for 50 purchases (down: refused before reaching it); breaker opened %v times",
+		bank.Stats().Requests, testutil.ToFloat64(r.m.transitions.WithLabelValues("closed", "open"))+
+			testutil.ToFloat64(r.m.transitions.WithLabelValues("half-open", "open")))
+}
+
+func TestIntermittentFaultsDeliverExactlyOnce(t *testing.T) {
+	repo, _, _ := newOutbox(t, "")
+	bank := banktest.Start(t, banktest.Options{})
+	// 45% of requests fail: 503s, resets before processing, resets after processing (the answer is lost),
+	// answers held past the client's timeout (processed, then the client gives up).
+	bank.SetFaults(banktest.Faults{Unavailable: 0.15, ResetBefore: 0.1, ResetAfter: 0.1, SlowAfter: 0.1,
+		Delay: 500 * time.Millisecond})
+	cfg := fastConfig()
+	cfg.Concurrency, cfg.Timeout = 8, 250*time.Millisecond
+	cfg.MinBackoff, cfg.MaxBackoff = 5*time.Millisecond, 100*time.Millisecond
+	cfg.BreakerFailures, cfg.BreakerOpenTimeout = 5, 100*time.Millisecond
+	r := startRelay(t, repo, bank.Client(t, cfg.Timeout, cfg.Concurrency), "relay-1", cfg)
+	repo.OnCreate(r.Wake)
+	ids := createMany(t, repo, 200)
+	waitDrained(t, repo, 60*time.Second)
+	checkExactlyOnce(t, repo, bank, ids)
+	st := bank.Stats()
+	retries := testutil.ToFloat64(r.m.deliveries.WithLabelValues("retry"))
+	t.Logf("200 purchases: %d requests reached the Bank (%d repeated an id), %v failed sends, "+
+		"breaker opened %v times", st.Requests, st.Duplicates(), retries,
+		testutil.ToFloat64(r.m.transitions.WithLabelValues("closed", "open"))+
+			testutil.ToFloat64(r.m.transitions.WithLabelValues("half-open", "open")))
+	if retries == 0 || st.Duplicates() == 0 {
+		t.Fatal("no fault was injected: the test proves nothing")
+	}
+}
+
+func TestTwoRelaysShareOneOutbox(t *testing.T) {
+	repo, _, dsn := newOutbox(t, "")
+	bank := banktest.Start(t, banktest.Options{})
+	cfg := fastConfig()
+	cfg.Concurrency = 4
+	// The second relay works through a pool that never uses named prepared statements, as behind PgBouncer
+	// in transaction mode.
+	repo2 := store.NewRepository(openStoreDB(t, dsn, "simple_protocol"), "store-test")
+	r1 := startRelay(t, repo, bank.Client(t, time.Second, cfg.Concurrency), "relay-1", cfg)
+	r2 := startRelay(t, repo2, bank.Client(t, time.Second, cfg.Concurrency), "relay-2", cfg)
+	// Purchases arrive while both relays run, through both replicas (each wakes its own relay).
+	repo.OnCreate(r1.Wake)
+	repo2.OnCreate(r2.Wake)
+	var ids []uuid.UUID
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, rp := range []*store.Repository{repo, repo2} {
+		wg.Go(func() {
+			got := createMany(t, rp, 150)
+			mu.Lock()
+			ids = append(ids, got...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	waitDrained(t, repo, 60*time.Second)
+	checkExactlyOnce(t, repo, bank, ids)
+	sent := func(r *running) float64 {
+		return testutil.ToFloat64(r.m.deliveries.WithLabelValues("approved")) +
+			testutil.ToFloat64(r.m.deliveries.WithLabelValues("declined"))
+	}
+	st := bank.Stats()
+	t.Logf("300 purchases: relay-1 delivered %v, relay-2 %v; %d requests, %d duplicate sends",
+		sent(r1), sent(r2), st.Requests, st.Duplicates())
+	if sent(r1) == 0 || sent(r2) == 0 {
+		t.Fatalf("one relay did all the work (%v, %v): the test proves nothing", sent(r1), sent(r2))
+	}
+	// SKIP LOCKED claims with leases longer than a send: a duplicate needs a lease to end mid-send.
+	if st.Duplicates() > 3 {
+		t.Fatalf("%d duplicate sends, want at most 3", st.Duplicates())
+	}
+}
+
+func TestBreakerOpensAndNothingReachesTheBankUntilTheProbe(t *testing.T) {
+	repo, _, _ := newOutbox(t, "")
+	bank := banktest.Start(t, banktest.Options{})
+	bank.SetFaults(banktest.Faults{Unavailable: 1})
+	var mu sync.Mutex
+	var arrivals []time.Time
+	bank.OnRequest(func(*http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		arrivals = append(arrivals, time.Now())
+	})
+	received := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(arrivals)
+	}
+	const failures, openFor = 3, 500 * time.Millisecond
+	cfg := fastConfig()
+	cfg.Concurrency, cfg.BreakerFailures, cfg.BreakerOpenTimeout = 1, failures, openFor
+	cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, time.Millisecond
+	r := startRelay(t, repo, bank.Client(t, time.Second, 1), "relay-1", cfg)
+	ids := createMany(t, repo, 20)
+	transitions := func(from, to string) float64 {
+		return testutil.ToFloat64(r.m.transitions.WithLabelValues(from, to))
+	}
+	// 1. N consecutive failures open the breaker: exactly N requests reached the Bank.
+	waitFor(t, 10*time.Second, "the breaker to open", func() bool { return transitions("closed", "open") == 1 })
+	if n := received(); n != failures {
+		t.Fatalf("%d requests reached the Bank when the breaker opened, want %d", n, failures)
+	}
+	// 2. The half-open probe fails (the Bank still answers 503): open again, after exactly one request.
+	waitFor(t, 10*time.Second, "the failed probe", func() bool { return transitions("half-open", "open") == 1 })
+	if n := received(); n != failures+1 {
+		t.Fatalf("%d requests after the first probe, want %d", n, failures+1)
+	}
+	bank.SetFaults(banktest.Faults{})
+	// 3. The next probe succeeds and closes it; everything drains.
+	waitDrained(t, repo, 30*time.Second)
+	if transitions("half-open", "closed") != 1 || r.BreakerState() != "closed" {
+		t.Fatalf("breaker %s; half-open→closed %v", r.BreakerState(), transitions("half-open", "closed"))
+	}
+	checkExactlyOnce(t, repo, bank, ids)
+	// While open, nothing reached the Bank: each probe came at least the open timeout after the failure
+	// before it (the clocks are the server's arrivals).
+	mu.Lock()
+	defer mu.Unlock()
+	for _, i := range []int{failures, failures + 1} {
+		if gap := arrivals[i].Sub(arrivals[i-1]); gap < openFor {
+			t.Errorf("request %d came %s after request %d, within the open timeout %s", i+1, gap, i, openFor)
+		}
+	}
+	if v := testutil.ToFloat64(r.m.breakerState); v != 0 {
+		t.Errorf("store_breaker_state = %v at the end, want 0", v)
+	}
+}
+
+func TestPoisonPurchaseIsDeadLetteredWhileOthersFlow(t *testing.T) {
+	repo, _, _ := newOutbox(t, "")
+	bank := banktest.Start(t, banktest.Options{})
+	ids := createMany(t, repo, 30)
+	poison := getPurchase(t, repo, ids[7])
+	// The Bank already holds this id with other fields: it answers 409 idempotency_conflict, for ever.
+	insertConflicting(t, bank.DB, poison)
+	cfg := fastConfig()
+	cfg.BreakerFailures = 3
+	r := startRelay(t, repo, bank.Client(t, time.Second, cfg.Concurrency), "relay-1", cfg)
+	waitDrained(t, repo, 30*time.Second)
+	got := getPurchase(t, repo, poison.ID)
+	if got.Status != store.StatusRejected || got.ErrorCode != payment.CodeIdempotencyConflict ||
+		got.Attempts != 1 || got.LastError == "" {
+		t.Fatalf("poison purchase: %+v", got)
+	}
+	if n := bank.Sends(poison.ID); n != 1 {
+		t.Fatalf("poison purchase sent %d times, want 1", n)
+	}
+	checkExactlyOnce(t, repo, bank, ids, poison.ID)
+	if r.BreakerState() != "closed" || testutil.ToFloat64(r.m.deliveries.WithLabelValues("rejected")) != 1 {
+		t.Fatalf("breaker %s, rejected %v", r.BreakerState(), testutil.ToFloat64(r.m.deliveries.WithLabelValues("rejected")))
+	}
+}
+
+// insertConflicting stores, in the Bank, a transaction with p's id and a different amount.
+func insertConflicting(t *testing.T, bankDB *gorm.DB, p store.Purchase) {
+	t.Helper()
+	err := bankDB.Exec(`INSERT INTO transactions (id, store_id, account_id, amount, currency, created_at, status, reason)
+VALUES (?, ?, ?, ?, ?, ?, 'declined', 'insufficient_funds')`,
+		p.ID, p.StoreID, p.AccountID, p.Amount+1, p.Currency, p.CreatedAt).Error
+	if err != nil {
+		t.Fatal(fmt.Errorf("insert conflicting row: %w", err))
+	}
+}

@@ -1,0 +1,43 @@
+package relay
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	deliveries   *prometheus.CounterVec
+	attempts     prometheus.Histogram
+	breakerState prometheus.Gauge
+	transitions  *prometheus.CounterVec
+	latency      prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) metrics {
+	m := metrics{
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "store", Name: "deliveries_total",
+			Help: "Sends to the Bank by outcome: approved, declined, rejected (dead letter), retry (failed, resent later).",
+		}, []string{"outcome"}),
+		attempts: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "store", Name: "delivery_attempts",
+			Help:    "Sends a purchase needed until the Bank decided or rejected it.",
+			Buckets: []float64{1, 2, 3, 5, 8, 13, 21, 50, 100},
+		}),
+		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "store", Name: "breaker_state",
+			Help: "The Bank circuit breaker of this replica: 0 closed, 1 half-open, 2 open.",
+		}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "store", Name: "breaker_transitions_total",
+			Help: "Circuit breaker state changes.",
+		}, []string{"from", "to"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "store", Name: "bank_request_duration_seconds",
+			Help:    "Duration of requests to the Bank, failed ones included.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+	}
+	reg.MustRegister(m.deliveries, m.attempts, m.breakerState, m.transitions, m.latency)
+	for _, o := range []string{"approved", "declined", "rejected", "retry"} {
+		m.deliveries.WithLabelValues(o) // export zeroes so rates exist from the start
+	}
+	return m
+}

@@ -1,0 +1,383 @@
+// Package relay delivers the Store's outbox to the Bank: it claims due purchases (any number of relays share
+// one outbox), sends each through a circuit breaker with a bounded concurrency, and records the Bank's answer.
+//
+// Failure policy, per purchase: the Bank's decision (approved, declined) completes it; a permanent rejection
+// (400, 409, 413, 415, any 4xx but 408/429) dead-letters it with the Bank's error code, never resent;
+// anything else (timeouts, connection errors, 5xx, 408, 429, an unreadable answer) is retried forever with
+// capped exponential backoff and jitter. A crash between sending and recording resends when the claim's lease
+// ends: the Bank's idempotency turns the resend into a replay of the stored result.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/txmesh/txmesh/src/internal/bankclient"
+	"github.com/txmesh/txmesh/src/internal/payment"
+	"github.com/txmesh/txmesh/src/internal/postgres"
+	"github.com/txmesh/txmesh/src/internal/store"
+)
+
+// Bank is the Bank API as the relay uses it (*bankclient.Client).
+//
+//go:generate mockgen -typed -destination=mock_bank_test.go -package=relay . Bank
+type Bank interface {
+	Submit(ctx context.Context, tx payment.Transaction) (payment.Result, error)
+}
+
+// Outbox is the storage the relay works on (*store.Repository).
+type Outbox interface {
+	Claim(ctx context.Context, owner string, n int, lease time.Duration) ([]store.Claim, error)
+	Complete(ctx context.Context, id uuid.UUID, res payment.Result) error
+	Reject(ctx context.Context, id uuid.UUID, code, msg string) error
+	Retry(ctx context.Context, c store.Claim, delay time.Duration, cause string) error
+	Release(ctx context.Context, c store.Claim, delay time.Duration) error
+	NextDue(ctx context.Context) (time.Duration, bool, error)
+}
+
+// Config tunes the relay and its circuit breaker, filled from the environment.
+type Config struct {
+	// BatchSize caps the purchases claimed by one query; a relay never claims more than it has free send
+	// slots, so every claimed purchase is being sent (the lease only has to cover one send).
+	BatchSize int `env:"RELAY_BATCH_SIZE" envDefault:"16"`
+	// Concurrency is the most sends in flight (and connections to the Bank).
+	Concurrency int `env:"RELAY_CONCURRENCY" envDefault:"8"`
+	// PollInterval is the fallback wake-up: purchases inserted by other replicas, retries coming due.
+	PollInterval time.Duration `env:"RELAY_POLL_INTERVAL" envDefault:"1s"`
+	// Lease is how long a claim lasts; a crashed relay's purchases are sent again after it.
+	Lease time.Duration `env:"RELAY_LEASE" envDefault:"30s"`
+	// MinBackoff and MaxBackoff bound the wait before resending after a failed send.
+	MinBackoff time.Duration `env:"RELAY_MIN_BACKOFF" envDefault:"200ms"`
+	MaxBackoff time.Duration `env:"RELAY_MAX_BACKOFF" envDefault:"30s"`
+	// BreakerFailures consecutive failed sends open the breaker; it stays open BreakerOpenTimeout, then lets
+	// one probe through (half-open): success closes it, failure opens it again.
+	BreakerFailures    uint32        `env:"BREAKER_FAILURES" envDefault:"5"`
+	BreakerOpenTimeout time.Duration `env:"BREAKER_OPEN_TIMEOUT" envDefault:"10s"`
+	// Timeout bounds one send (BANK_TIMEOUT; set by the command, not read from RELAY_*).
+	Timeout time.Duration `env:"-"`
+}
+
+// Validate checks the settings.
+func (c Config) Validate() error {
+	var errs []error
+	if c.BatchSize < 1 || c.Concurrency < 1 {
+		errs = append(errs, errors.New("RELAY_BATCH_SIZE and RELAY_CONCURRENCY must be >= 1"))
+	}
+	if c.PollInterval <= 0 {
+		errs = append(errs, errors.New("RELAY_POLL_INTERVAL must be > 0"))
+	}
+	if c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
+		errs = append(errs, errors.New("RELAY_MIN_BACKOFF must be > 0 and <= RELAY_MAX_BACKOFF"))
+	}
+	if c.BreakerFailures < 1 || c.BreakerOpenTimeout <= 0 {
+		errs = append(errs, errors.New("BREAKER_FAILURES must be >= 1 and BREAKER_OPEN_TIMEOUT > 0"))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, errors.New("the Bank timeout must be > 0"))
+	}
+	if c.Lease < 2*c.Timeout+recordTimeout {
+		errs = append(errs, fmt.Errorf("RELAY_LEASE (%s) must be at least 2×BANK_TIMEOUT + %s (%s), or sends "+
+			"still in flight would be claimed again", c.Lease, recordTimeout, 2*c.Timeout+recordTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// recordTimeout bounds recording one outcome (retries included).
+const recordTimeout = 5 * time.Second
+
+// Relay delivers the outbox to the Bank. Run it once; Wake and BreakerState are safe from any goroutine.
+type Relay struct {
+	outbox  Outbox
+	bank    Bank
+	owner   string
+	cfg     Config
+	backoff Backoff
+	log     *slog.Logger
+	m       metrics
+	cb      *gobreaker.CircuitBreaker[payment.Result]
+
+	wake      chan struct{} // a purchase was inserted locally
+	freed     chan struct{} // a send finished
+	inFlight  atomic.Int64
+	openUntil atomic.Int64 // unix nanoseconds when the open breaker lets a probe through
+
+	randMu sync.Mutex
+	rnd    *rand.Rand
+}
+
+// New returns a relay claiming as owner (unique per relay: the store id and a random suffix). Its metrics
+// are registered on reg.
+func New(outbox Outbox, bank Bank, owner string, cfg Config, reg prometheus.Registerer, log *slog.Logger) *Relay {
+	r := &Relay{
+		outbox: outbox, bank: bank, owner: owner, cfg: cfg, log: log,
+		backoff: Backoff{Min: cfg.MinBackoff, Max: cfg.MaxBackoff},
+		m:       newMetrics(reg),
+		wake:    make(chan struct{}, 1),
+		freed:   make(chan struct{}, 1),
+		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	}
+	r.cb = gobreaker.NewCircuitBreaker[payment.Result](gobreaker.Settings{
+		Name:        "bank",
+		MaxRequests: 1, // one probe when half-open
+		Timeout:     cfg.BreakerOpenTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.BreakerFailures },
+		// A rejection is an answer: the Bank works.
+		IsSuccessful:  func(err error) bool { return err == nil || bankclient.IsPermanent(err) },
+		OnStateChange: r.breakerChanged,
+	})
+	r.m.breakerState.Set(0)
+	return r
+}
+
+// Wake tells the relay a purchase was just inserted (store.Repository.OnCreate).
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// BreakerState is the circuit breaker's state: closed, half-open or open.
+func (r *Relay) BreakerState() string { return r.cb.State().String() }
+
+// breakerChanged runs under the breaker's lock: it must not call the breaker.
+func (r *Relay) breakerChanged(_ string, from, to gobreaker.State) {
+	r.m.breakerState.Set(float64(to))
+	r.m.transitions.WithLabelValues(from.String(), to.String()).Inc()
+	switch to {
+	case gobreaker.StateOpen:
+		r.openUntil.Store(time.Now().Add(r.cfg.BreakerOpenTimeout).UnixNano())
+		r.log.Warn("circuit breaker open: nothing is sent to the Bank until the probe", "from", from.String(),
+			"open_for", r.cfg.BreakerOpenTimeout)
+	case gobreaker.StateHalfOpen:
+		r.log.Info("circuit breaker half-open: probing the Bank with one request", "from", from.String())
+	default:
+		r.log.Info("circuit breaker closed: sending again", "from", from.String())
+	}
+}
+
+func (r *Relay) random() float64 {
+	r.randMu.Lock()
+	defer r.randMu.Unlock()
+	return r.rnd.Float64()
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// sleep waits d, or until ctx ends, or until wake fires (when not nil).
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-wake:
+	}
+}
+
+// Run delivers until ctx ends, then stops claiming and waits for the sends in flight to finish and be
+// recorded (each is bounded by the Bank timeout), so a graceful stop leaves no claim behind.
+func (r *Relay) Run(ctx context.Context) {
+	r.log.Info("relay started", "owner", r.owner, "batch_size", r.cfg.BatchSize, "concurrency", r.cfg.Concurrency,
+		"poll_interval", r.cfg.PollInterval, "lease", r.cfg.Lease, "min_backoff", r.cfg.MinBackoff,
+		"max_backoff", r.cfg.MaxBackoff, "breaker_failures", r.cfg.BreakerFailures,
+		"breaker_open_timeout", r.cfg.BreakerOpenTimeout, "bank_timeout", r.cfg.Timeout)
+	sendCtx := context.WithoutCancel(ctx) // sends in flight outlive the stop signal
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		r.log.Info("relay stopped")
+	}()
+	dbFailing := false
+	for ctx.Err() == nil {
+		free := r.cfg.Concurrency - int(r.inFlight.Load())
+		n := min(r.cfg.BatchSize, free)
+		switch r.cb.State() {
+		case gobreaker.StateOpen:
+			sleep(ctx, max(time.Until(time.Unix(0, r.openUntil.Load())), time.Millisecond), nil)
+			continue
+		case gobreaker.StateHalfOpen:
+			n = 1 // the probe, once nothing else is in flight
+			if free < r.cfg.Concurrency {
+				n = 0
+			}
+		}
+		if n <= 0 {
+			sleep(ctx, r.cfg.PollInterval, r.freed)
+			continue
+		}
+		claims, err := r.claim(ctx, n)
+		if err != nil {
+			if !dbFailing {
+				dbFailing = true
+				r.log.Warn("relay cannot claim from the outbox; retrying", "err", err)
+			}
+			sleep(ctx, r.cfg.PollInterval, nil)
+			continue
+		}
+		if dbFailing {
+			dbFailing = false
+			r.log.Info("relay claims from the outbox again")
+		}
+		for _, c := range claims {
+			r.inFlight.Add(1)
+			wg.Go(func() {
+				defer func() {
+					r.inFlight.Add(-1)
+					signal(r.freed)
+				}()
+				r.deliver(sendCtx, c)
+			})
+		}
+		if len(claims) == n {
+			continue // more may be due
+		}
+		// Nothing else is due: sleep until a local insert, the next row comes due, or the poll interval.
+		wait := r.cfg.PollInterval
+		if d, ok, err := r.nextDue(ctx); err == nil && ok && d < wait {
+			wait = max(d, 10*time.Millisecond)
+		}
+		sleep(ctx, wait, r.wake)
+	}
+}
+
+// claim is not cancelled by the stop signal: a claim committed but never read would strand its rows until
+// the lease ends.
+func (r *Relay) claim(ctx context.Context, n int) ([]store.Claim, error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	return r.outbox.Claim(cctx, r.owner, n, r.cfg.Lease)
+}
+
+func (r *Relay) nextDue(ctx context.Context) (time.Duration, bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	defer cancel()
+	return r.outbox.NextDue(cctx)
+}
+
+// errBadResult is a 200/201 whose decision makes no sense: treated like a server error.
+var errBadResult = errors.New("bank answered with an invalid result")
+
+// submit sends one transaction within the Bank timeout.
+func (r *Relay) submit(ctx context.Context, tx payment.Transaction) (payment.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	start := time.Now()
+	res, err := r.bank.Submit(ctx, tx)
+	r.m.latency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return res, err
+	}
+	switch {
+	case res.ID != tx.ID,
+		res.Status == payment.StatusApproved && res.Reason != payment.ReasonNone,
+		res.Status == payment.StatusDeclined && res.Reason == payment.ReasonNone,
+		res.Status != payment.StatusApproved && res.Status != payment.StatusDeclined:
+		return res, fmt.Errorf("%w: %+v", errBadResult, res)
+	}
+	return res, nil
+}
+
+// outcome is what the failure policy makes of one send.
+type outcome int
+
+const (
+	outcomeDone     outcome = iota // the Bank decided: record it
+	outcomeRejected                // the Bank refused the request: dead letter
+	outcomeRetry                   // failed: send again after a backoff
+	outcomeNotSent                 // the breaker refused to send: give the claim back
+)
+
+// classify is the failure policy.
+func classify(err error) outcome {
+	switch {
+	case err == nil:
+		return outcomeDone
+	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
+		return outcomeNotSent
+	case bankclient.IsPermanent(err):
+		return outcomeRejected
+	default:
+		return outcomeRetry
+	}
+}
+
+// retryAfter is the Bank's Retry-After, when it sent one.
+func retryAfter(err error) time.Duration {
+	var e *bankclient.Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
+}
+
+// deliver sends one claimed purchase and records what came of it.
+func (r *Relay) deliver(ctx context.Context, c store.Claim) {
+	res, err := r.cb.Execute(func() (payment.Result, error) { return r.submit(ctx, c.Tx) })
+	log := r.log.With("purchase_id", c.Tx.ID, "attempt", c.Attempts+1)
+	switch classify(err) {
+	case outcomeDone:
+		r.m.deliveries.WithLabelValues(string(res.Status)).Inc()
+		r.m.attempts.Observe(float64(c.Attempts + 1))
+		r.record(ctx, log, "record the Bank's decision", func(ctx context.Context) error {
+			return r.outbox.Complete(ctx, c.Tx.ID, res)
+		})
+		log.Debug("delivered", "status", res.Status, "reason", res.Reason)
+	case outcomeRejected:
+		var e *bankclient.Error
+		errors.As(err, &e)
+		r.m.deliveries.WithLabelValues(string(store.StatusRejected)).Inc()
+		r.m.attempts.Observe(float64(c.Attempts + 1))
+		r.record(ctx, log, "dead-letter", func(ctx context.Context) error {
+			return r.outbox.Reject(ctx, c.Tx.ID, e.Code, e.Message)
+		})
+		log.Warn("the Bank rejected the purchase: dead-lettered, not retried", "status_code", e.StatusCode,
+			"code", e.Code, "message", e.Message)
+	case outcomeRetry:
+		r.m.deliveries.WithLabelValues("retry").Inc()
+		delay := r.backoff.Delay(c.Attempts+1, retryAfter(err), r.random())
+		r.record(ctx, log, "schedule the retry", func(ctx context.Context) error {
+			return r.outbox.Retry(ctx, c, delay, err.Error())
+		})
+		log.Debug("send failed; retrying", "in", delay, "err", err)
+	case outcomeNotSent:
+		r.record(ctx, log, "release the claim", func(ctx context.Context) error {
+			return r.outbox.Release(ctx, c, 0)
+		})
+	}
+}
+
+// record runs a recording statement, retrying briefly while the database is unavailable. If it still fails,
+// the claim's lease ends later and the purchase is sent again (the Bank replays its stored result).
+func (r *Relay) record(ctx context.Context, log *slog.Logger, what string, f func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	defer cancel()
+	wait := 50 * time.Millisecond
+	for {
+		err := f(ctx)
+		if err == nil {
+			return
+		}
+		if !postgres.Unavailable(err) || ctx.Err() != nil {
+			log.Error("cannot "+what+"; the purchase is sent again when its claim ends", "err", err)
+			return
+		}
+		sleep(ctx, wait, nil)
+		wait *= 2
+	}
+}

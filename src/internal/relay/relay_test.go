@@ -1,0 +1,413 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sony/gobreaker/v2"
+	"go.uber.org/mock/gomock"
+	"gorm.io/gorm"
+
+	"github.com/txmesh/txmesh/src/internal/bankclient"
+	"github.com/txmesh/txmesh/src/internal/payment"
+	"github.com/txmesh/txmesh/src/internal/pgtest"
+	"github.com/txmesh/txmesh/src/internal/postgres"
+	"github.com/txmesh/txmesh/src/internal/store"
+)
+
+// Unit tests of the relay with the Bank mocked (gomock) over a real PostgreSQL outbox: the failure policy,
+// the backoff, the breaker's accounting, the graceful stop. integration_test.go runs it against a real Bank.
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// testLog is where relays log in tests: quiet unless RELAY_TEST_LOG is set.
+func testLog() *slog.Logger {
+	if os.Getenv("RELAY_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// newOutbox returns a Repository over a fresh migrated store database, and the database.
+func newOutbox(t *testing.T, mode string) (*store.Repository, *gorm.DB, string) {
+	t.Helper()
+	dsn := pgtest.NewDatabase(t)
+	db := openStoreDB(t, dsn, mode)
+	sqlDB, _ := db.DB()
+	if _, err := postgres.Migrate(context.Background(), sqlDB, store.Migrations(), store.MigrationLockID,
+		slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	return store.NewRepository(db, "store-test"), db, dsn
+}
+
+// openStoreDB opens dsn with a pgx query exec mode ("" for the default).
+func openStoreDB(t *testing.T, dsn, mode string) *gorm.DB {
+	t.Helper()
+	db, err := postgres.Open(postgres.Config{URL: dsn, MaxConns: 10, QueryExecMode: mode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	return db
+}
+
+func fastConfig() Config {
+	return Config{BatchSize: 16, Concurrency: 4, PollInterval: 50 * time.Millisecond, Lease: 10 * time.Second,
+		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, BreakerFailures: 1000,
+		BreakerOpenTimeout: time.Second, Timeout: time.Second}
+}
+
+// running is a relay run in a goroutine.
+type running struct {
+	*Relay
+	reg  *prometheus.Registry
+	stop func()
+}
+
+func startRelay(t *testing.T, outbox Outbox, bank Bank, owner string, cfg Config) *running {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	r := New(outbox, bank, owner, cfg, reg, testLog().With("relay", owner))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Errorf("relay %s did not stop", owner)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &running{Relay: r, reg: reg, stop: stop}
+}
+
+func createPurchase(t *testing.T, repo *store.Repository, account string, amount int64) store.Purchase {
+	t.Helper()
+	p, _, err := repo.Create(context.Background(), store.NewPurchase{AccountID: account, Amount: amount,
+		Currency: "EUR", Source: store.SourceAPI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func getPurchase(t *testing.T, repo *store.Repository, id uuid.UUID) store.Purchase {
+	t.Helper()
+	p, err := repo.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestBackoffCapAndJitter(t *testing.T) {
+	b := Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	prev := time.Duration(0)
+	for failed := 1; failed <= 100; failed++ {
+		want := min(b.Min<<min(failed-1, 20), b.Max) // the un-jittered exponential, capped
+		lo, hi := b.Delay(failed, 0, 0), b.Delay(failed, 0, 0.999999)
+		if lo != want/2 || hi > want || hi < want-want/1000 {
+			t.Fatalf("failed=%d: jitter range [%s, %s], want [%s, %s]", failed, lo, hi, want/2, want)
+		}
+		if mid := b.Delay(failed, 0, 0.5); mid < prev {
+			t.Fatalf("failed=%d: %s shorter than the previous %s", failed, mid, prev)
+		} else {
+			prev = mid
+		}
+		if hi > b.Max {
+			t.Fatalf("failed=%d: %s exceeds the cap %s", failed, hi, b.Max)
+		}
+	}
+	if d := b.Delay(1, 2*time.Second, 0); d != 2*time.Second {
+		t.Fatalf("Retry-After 2s gave %s", d)
+	}
+	if d := b.Delay(1, time.Hour, 0); d != b.Max {
+		t.Fatalf("Retry-After 1h gave %s, want the cap %s", d, b.Max)
+	}
+	// Jitter spreads: many draws give many different delays, all in range.
+	seen := map[time.Duration]bool{}
+	r := New(nil, nil, "x", fastConfig(), prometheus.NewRegistry(), testLog())
+	for range 200 {
+		d := b.Delay(4, 0, r.random())
+		if d < 400*time.Millisecond || d > 800*time.Millisecond {
+			t.Fatalf("delay %s outside [400ms, 800ms]", d)
+		}
+		seen[d] = true
+	}
+	if len(seen) < 100 {
+		t.Fatalf("only %d distinct delays in 200 draws: no jitter", len(seen))
+	}
+}
+
+func TestClassify(t *testing.T) {
+	bankErr := func(code int) error { return fmt.Errorf("post: %w", &bankclient.Error{StatusCode: code, Code: "x"}) }
+	timeout := &url.Error{Op: "Post", URL: "https://bank", Err: context.DeadlineExceeded}
+	tests := []struct {
+		name string
+		err  error
+		want outcome
+	}{
+		{"decision", nil, outcomeDone},
+		{"400 invalid request", bankErr(400), outcomeRejected},
+		{"409 idempotency conflict", bankErr(409), outcomeRejected},
+		{"413 too large", bankErr(413), outcomeRejected},
+		{"415 media type", bankErr(415), outcomeRejected},
+		{"404 no route", bankErr(404), outcomeRejected},
+		{"408 request timeout", bankErr(408), outcomeRetry},
+		{"429 too many requests", bankErr(429), outcomeRetry},
+		{"500", bankErr(500), outcomeRetry},
+		{"502", bankErr(502), outcomeRetry},
+		{"503", bankErr(503), outcomeRetry},
+		{"504", bankErr(504), outcomeRetry},
+		{"timeout", timeout, outcomeRetry},
+		{"connection refused", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, outcomeRetry},
+		{"connection reset", fmt.Errorf("post: %w", io.ErrUnexpectedEOF), outcomeRetry},
+		{"invalid result", fmt.Errorf("%w: x", errBadResult), outcomeRetry},
+		{"breaker open", gobreaker.ErrOpenState, outcomeNotSent},
+		{"breaker probing", gobreaker.ErrTooManyRequests, outcomeNotSent},
+	}
+	for _, tt := range tests {
+		if got := classify(tt.err); got != tt.want {
+			t.Errorf("%s: classify = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestFailurePolicyWithMockedBank(t *testing.T) {
+	unavailable := &bankclient.Error{StatusCode: 503, Code: payment.CodeUnavailable, Message: "db down"}
+	conflict := &bankclient.Error{StatusCode: 409, Code: payment.CodeIdempotencyConflict, Message: "different fields"}
+	reset := fmt.Errorf("post transaction: %w", io.ErrUnexpectedEOF)
+	tests := []struct {
+		name       string
+		answers    []any // payment.Status to decide (approved or declined), or an error
+		wantStatus store.Status
+		wantCode   string
+		wantError  string // last_error
+	}{
+		{"approved", []any{payment.StatusApproved}, store.StatusApproved, "", ""},
+		{"declined", []any{payment.StatusDeclined}, store.StatusDeclined, "", ""},
+		{"409 dead-lettered", []any{conflict}, store.StatusRejected, payment.CodeIdempotencyConflict,
+			"different fields"},
+		{"400 dead-lettered", []any{&bankclient.Error{StatusCode: 400, Code: payment.CodeInvalidRequest,
+			Message: "bad"}}, store.StatusRejected, payment.CodeInvalidRequest, "bad"},
+		{"503 then approved", []any{unavailable, payment.StatusApproved}, store.StatusApproved, "",
+			"bank answered 503"},
+		{"429 then 500 then declined", []any{&bankclient.Error{StatusCode: 429, Code: "http_429"},
+			&bankclient.Error{StatusCode: 500, Code: "internal"}, payment.StatusDeclined}, store.StatusDeclined, "",
+			"bank answered 500"},
+		{"reset then approved", []any{reset, payment.StatusApproved}, store.StatusApproved, "", "unexpected EOF"},
+		{"timeout then approved", []any{context.DeadlineExceeded, payment.StatusApproved}, store.StatusApproved, "",
+			"deadline exceeded"},
+		{"nonsense result then approved", []any{payment.Status("maybe"), payment.StatusApproved},
+			store.StatusApproved, "", "invalid result"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			repo, _, _ := newOutbox(t, "")
+			p := createPurchase(t, repo, "ACC-000001", 700)
+			bank := NewMockBank(gomock.NewController(t))
+			var calls []any
+			for _, a := range tt.answers {
+				call := bank.EXPECT().Submit(gomock.Any(), p.Transaction())
+				switch a := a.(type) {
+				case payment.Status:
+					res := payment.Result{ID: p.ID, Status: a, ProcessedAt: time.Now().UTC()}
+					if a == payment.StatusDeclined {
+						res.Reason = payment.ReasonInsufficientFunds
+					}
+					call.Return(res, nil)
+				case error:
+					call.Return(payment.Result{}, a)
+				}
+				calls = append(calls, call.Call)
+			}
+			gomock.InOrder(calls...) // and no call more: a dead letter is never resent
+			r := startRelay(t, repo, bank, "relay-1", fastConfig())
+			waitFor(t, 10*time.Second, "the outcome", func() bool {
+				return getPurchase(t, repo, p.ID).Status != store.StatusPending
+			})
+			r.stop()
+			got := getPurchase(t, repo, p.ID)
+			if got.Status != tt.wantStatus || got.ErrorCode != tt.wantCode || got.Attempts != len(tt.answers) ||
+				(tt.wantError == "") != (got.LastError == "") || !strings.Contains(got.LastError, tt.wantError) {
+				t.Fatalf("purchase %+v; want status %s, code %q, %d attempts, last error ~%q", got, tt.wantStatus,
+					tt.wantCode, len(tt.answers), tt.wantError)
+			}
+			if tt.wantStatus == store.StatusDeclined && got.Reason != payment.ReasonInsufficientFunds {
+				t.Fatalf("reason %q", got.Reason)
+			}
+			retries := testutil.ToFloat64(r.m.deliveries.WithLabelValues("retry"))
+			if int(retries) != len(tt.answers)-1 ||
+				testutil.ToFloat64(r.m.deliveries.WithLabelValues(string(tt.wantStatus))) != 1 {
+				t.Fatalf("deliveries: retry=%v %s=%v", retries, tt.wantStatus,
+					testutil.ToFloat64(r.m.deliveries.WithLabelValues(string(tt.wantStatus))))
+			}
+		})
+	}
+}
+
+func TestRejectionsDoNotOpenTheBreaker(t *testing.T) {
+	repo, _, _ := newOutbox(t, "")
+	for range 10 {
+		createPurchase(t, repo, "ACC-000001", 1)
+	}
+	bank := NewMockBank(gomock.NewController(t))
+	bank.EXPECT().Submit(gomock.Any(), gomock.Any()).Times(10).
+		Return(payment.Result{}, &bankclient.Error{StatusCode: 409, Code: payment.CodeIdempotencyConflict})
+	cfg := fastConfig()
+	cfg.BreakerFailures = 2
+	r := startRelay(t, repo, bank, "relay-1", cfg)
+	waitFor(t, 10*time.Second, "10 dead letters", func() bool {
+		n, err := repo.CountByStatus(context.Background())
+		return err == nil && n[store.StatusRejected] == 10
+	})
+	if s := r.BreakerState(); s != "closed" {
+		t.Fatalf("breaker %s after rejections, want closed", s)
+	}
+}
+
+func TestBreakerStopsCallingTheMockedBank(t *testing.T) {
+	repo, _, _ := newOutbox(t, "")
+	for range 5 {
+		createPurchase(t, repo, "ACC-000001", 1)
+	}
+	ctrl := gomock.NewController(t)
+	bank := NewMockBank(ctrl)
+	var mu sync.Mutex
+	calls := 0
+	healthy := false
+	bank.EXPECT().Submit(gomock.Any(), gomock.Any()).AnyTimes().DoAndReturn(
+		func(_ context.Context, tx payment.Transaction) (payment.Result, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if !healthy {
+				return payment.Result{}, &bankclient.Error{StatusCode: 503, Code: payment.CodeUnavailable}
+			}
+			return payment.Result{ID: tx.ID, Status: payment.StatusApproved, ProcessedAt: time.Now()}, nil
+		})
+	cfg := fastConfig()
+	cfg.Concurrency, cfg.BreakerFailures, cfg.BreakerOpenTimeout = 1, 3, 300*time.Millisecond
+	r := startRelay(t, repo, bank, "relay-1", cfg)
+	waitFor(t, 10*time.Second, "the breaker to open", func() bool { return r.BreakerState() == "open" })
+	mu.Lock()
+	atOpen := calls
+	healthy = true
+	mu.Unlock()
+	if atOpen != 3 {
+		t.Fatalf("%d calls when the breaker opened, want 3", atOpen)
+	}
+	time.Sleep(100 * time.Millisecond) // well inside the open timeout
+	mu.Lock()
+	if calls != atOpen {
+		t.Fatalf("%d calls while open", calls-atOpen)
+	}
+	mu.Unlock()
+	waitFor(t, 10*time.Second, "the backlog to drain", func() bool {
+		b, err := repo.Backlog(context.Background())
+		return err == nil && b.Size == 0
+	})
+	if s := r.BreakerState(); s != "closed" {
+		t.Fatalf("breaker %s after a successful probe", s)
+	}
+	for _, tr := range [][2]string{{"closed", "open"}, {"open", "half-open"}, {"half-open", "closed"}} {
+		if v := testutil.ToFloat64(r.m.transitions.WithLabelValues(tr[0], tr[1])); v != 1 {
+			t.Errorf("transitions %s→%s = %v, want 1", tr[0], tr[1], v)
+		}
+	}
+	if v := testutil.ToFloat64(r.m.breakerState); v != 0 {
+		t.Errorf("store_breaker_state = %v, want 0", v)
+	}
+}
+
+func TestStopWaitsForSendsInFlight(t *testing.T) {
+	repo, db, _ := newOutbox(t, "")
+	p := createPurchase(t, repo, "ACC-000001", 1)
+	bank := NewMockBank(gomock.NewController(t))
+	entered, release := make(chan struct{}), make(chan struct{})
+	bank.EXPECT().Submit(gomock.Any(), p.Transaction()).DoAndReturn(
+		func(ctx context.Context, tx payment.Transaction) (payment.Result, error) {
+			close(entered)
+			<-release
+			if ctx.Err() != nil {
+				return payment.Result{}, ctx.Err() // the stop signal must not cancel a send in flight
+			}
+			return payment.Result{ID: tx.ID, Status: payment.StatusApproved, ProcessedAt: time.Now()}, nil
+		})
+	r := startRelay(t, repo, bank, "relay-1", fastConfig())
+	<-entered
+	stopped := make(chan struct{})
+	go func() { r.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("Run returned with a send in flight")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	<-stopped
+	if got := getPurchase(t, repo, p.ID); got.Status != store.StatusApproved {
+		t.Fatalf("after a graceful stop: %+v", got)
+	}
+	var claimed int64
+	if err := db.Raw("SELECT count(*) FROM outbox WHERE claim_token IS NOT NULL").Scan(&claimed).Error; err != nil ||
+		claimed != 0 {
+		t.Fatalf("%d claims left behind (%v)", claimed, err)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	if err := fastConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mutate := range map[string]func(*Config){
+		"no concurrency":       func(c *Config) { c.Concurrency = 0 },
+		"no batch":             func(c *Config) { c.BatchSize = 0 },
+		"no poll":              func(c *Config) { c.PollInterval = 0 },
+		"max below min":        func(c *Config) { c.MaxBackoff = 0 },
+		"no breaker threshold": func(c *Config) { c.BreakerFailures = 0 },
+		"lease shorter than a send": func(c *Config) {
+			c.Timeout = 5 * time.Second
+		},
+	} {
+		c := fastConfig()
+		mutate(&c)
+		if c.Validate() == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
