@@ -81,7 +81,7 @@ func moduleDir(mod, version string) (string, error) {
 	var info struct{ Dir, Error string }
 	_ = json.Unmarshal(out, &info)
 	if err != nil || info.Dir == "" {
-		return "", fmt.Errorf("go mod download %s: %v %s %s", arg, err, info.Error, stderr.String())
+		return "", fmt.Errorf("go mod download %s: %w %s %s", arg, err, info.Error, stderr.String())
 	}
 	return info.Dir, nil
 }
@@ -197,7 +197,7 @@ func ValidateCR(o Object) (handled bool, errs []error) {
 	if c.CEL != nil {
 		celErrs, _ := c.CEL.Validate(context.Background(), nil, c.Structural, obj, nil, celconfig.RuntimeCELCostBudget)
 		for _, e := range celErrs {
-			errs = append(errs, fmt.Errorf("CEL: %v", e))
+			errs = append(errs, fmt.Errorf("CEL: %w", e))
 		}
 	}
 	return true, errs

@@ -45,7 +45,7 @@ func RenderCluster(dir string) (*ClusterRender, error) {
 		}
 		objs, err := renderFluxPath(clean)
 		if err != nil {
-			return nil, fmt.Errorf("Kustomization %s: %w", o.U.GetName(), err)
+			return nil, fmt.Errorf("flux Kustomization %s: %w", o.U.GetName(), err)
 		}
 		if ns, ok, _ := nestedString(o.U.Object, "spec", "targetNamespace"); ok && ns != "" {
 			for _, x := range objs {

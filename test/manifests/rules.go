@@ -299,7 +299,7 @@ var AppRules = []Rule{
 		for _, d := range ds {
 			keys := map[string]bool{}
 			for _, t := range d.Spec.Template.Spec.TopologySpreadConstraints {
-				if t.LabelSelector != nil && labels.Set(d.Spec.Template.Labels).AsSelector() != nil {
+				if t.LabelSelector != nil {
 					sel, err := metav1.LabelSelectorAsSelector(t.LabelSelector)
 					if err == nil && sel.Matches(labels.Set(d.Spec.Template.Labels)) {
 						keys[t.TopologyKey] = true
@@ -599,7 +599,7 @@ var ClusterRules = []Rule{
 			}
 			kind, _, _ := nestedString(m, "spec", "sourceRef", "kind")
 			src, _, _ := nestedString(m, "spec", "sourceRef", "name")
-			if !(kind == "GitRepository" && src == "flux-system") && s.find(kind, "", src) == nil {
+			if (kind != "GitRepository" || src != "flux-system") && s.find(kind, "", src) == nil {
 				errs = append(errs, fmt.Sprintf("[flux-graph] Kustomization %s sourceRef %s %s does not exist (only flux-system comes from bootstrap)", name, kind, src))
 			}
 		}

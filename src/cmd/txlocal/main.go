@@ -50,7 +50,6 @@ type options struct {
 	accounts            int
 	balance             int64
 	keep                bool
-	auditWait           time.Duration
 }
 
 func parse(args []string) (options, error) {
@@ -133,7 +132,7 @@ func waitReady(ctx context.Context, client *http.Client, url string, p *proc) er
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -142,7 +141,7 @@ func waitReady(ctx context.Context, client *http.Client, url string, p *proc) er
 		}
 		select {
 		case err := <-p.done:
-			return fmt.Errorf("%s exited during start-up: %v", p.name, err)
+			return fmt.Errorf("%s exited during start-up: %w", p.name, err)
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready at %s: %w", p.name, url, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
