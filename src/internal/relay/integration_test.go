@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"gorm.io/gorm"
 
+	"github.com/txmesh/txmesh/src/internal/audit"
 	"github.com/txmesh/txmesh/src/internal/banktest"
 	"github.com/txmesh/txmesh/src/internal/payment"
 	"github.com/txmesh/txmesh/src/internal/store"
@@ -42,7 +43,7 @@ func waitDrained(t *testing.T, repo *store.Repository, timeout time.Duration) {
 // checkExactlyOnce proves each purchase reached the Bank once in effect: the Bank holds one row per purchase
 // with the same fields and decision, no other row, and every account's balance is its seed minus its
 // approved debits. rejected lists purchases expected dead-lettered (and absent from the Bank's decisions).
-func checkExactlyOnce(t *testing.T, repo *store.Repository, bank *banktest.Bank, ids []uuid.UUID,
+func checkExactlyOnce(t *testing.T, repo *store.Repository, db *gorm.DB, bank *banktest.Bank, ids []uuid.UUID,
 	rejected ...uuid.UUID) {
 	t.Helper()
 	dead := map[uuid.UUID]bool{}
@@ -86,10 +87,21 @@ func checkExactlyOnce(t *testing.T, repo *store.Repository, bank *banktest.Bank,
 	if st := bank.Stats(); st.Created != decided {
 		t.Errorf("the Bank processed %d transactions for the first time, want %d", st.Created, decided)
 	}
+	// And txaudit's verdict: clean, unless a purchase was dead-lettered against a foreign Bank row.
+	storeDB, _ := db.DB()
+	bankDB, _ := bank.DB.DB()
+	rep, err := audit.Run(context.Background(), storeDB, bankDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(rejected); rep.Defects[audit.Mismatch] != want || rep.Defects[audit.Lost]+rep.Defects[audit.Unknown]+
+		rep.Defects[audit.Duplicate]+rep.Defects[audit.Imbalance] != 0 {
+		t.Errorf("audit: %v %+v", rep.Defects, rep.Findings)
+	}
 }
 
 func TestBankDownThenUp(t *testing.T) {
-	repo, _, _ := newOutbox(t, "")
+	repo, db, _ := newOutbox(t, "")
 	bank := banktest.Start(t, banktest.Options{})
 	bank.Proxy.Down()
 	cfg := fastConfig()
@@ -110,14 +122,14 @@ func TestBankDownThenUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDrained(t, repo, 30*time.Second)
-	checkExactlyOnce(t, repo, bank, ids)
+	checkExactlyOnce(t, repo, db, bank, ids)
 	t.Logf("Bank requests %d for 50 purchases (down: refused before reaching it); breaker opened %v times",
 		bank.Stats().Requests, testutil.ToFloat64(r.m.transitions.WithLabelValues("closed", "open"))+
 			testutil.ToFloat64(r.m.transitions.WithLabelValues("half-open", "open")))
 }
 
 func TestIntermittentFaultsDeliverExactlyOnce(t *testing.T) {
-	repo, _, _ := newOutbox(t, "")
+	repo, db, _ := newOutbox(t, "")
 	bank := banktest.Start(t, banktest.Options{})
 	// 45% of requests fail: 503s, resets before processing, resets after processing (the answer is lost),
 	// answers held past the client's timeout (processed, then the client gives up).
@@ -131,7 +143,7 @@ func TestIntermittentFaultsDeliverExactlyOnce(t *testing.T) {
 	repo.OnCreate(r.Wake)
 	ids := createMany(t, repo, 200)
 	waitDrained(t, repo, 60*time.Second)
-	checkExactlyOnce(t, repo, bank, ids)
+	checkExactlyOnce(t, repo, db, bank, ids)
 	st := bank.Stats()
 	retries := testutil.ToFloat64(r.m.deliveries.WithLabelValues("retry"))
 	t.Logf("200 purchases: %d requests reached the Bank (%d repeated an id), %v failed sends, "+
@@ -144,7 +156,7 @@ func TestIntermittentFaultsDeliverExactlyOnce(t *testing.T) {
 }
 
 func TestTwoRelaysShareOneOutbox(t *testing.T) {
-	repo, _, dsn := newOutbox(t, "")
+	repo, db, dsn := newOutbox(t, "")
 	bank := banktest.Start(t, banktest.Options{})
 	cfg := fastConfig()
 	cfg.Concurrency = 4
@@ -169,7 +181,7 @@ func TestTwoRelaysShareOneOutbox(t *testing.T) {
 	}
 	wg.Wait()
 	waitDrained(t, repo, 60*time.Second)
-	checkExactlyOnce(t, repo, bank, ids)
+	checkExactlyOnce(t, repo, db, bank, ids)
 	sent := func(r *running) float64 {
 		return testutil.ToFloat64(r.m.deliveries.WithLabelValues("approved")) +
 			testutil.ToFloat64(r.m.deliveries.WithLabelValues("declined"))
@@ -187,7 +199,7 @@ func TestTwoRelaysShareOneOutbox(t *testing.T) {
 }
 
 func TestBreakerOpensAndNothingReachesTheBankUntilTheProbe(t *testing.T) {
-	repo, _, _ := newOutbox(t, "")
+	repo, db, _ := newOutbox(t, "")
 	bank := banktest.Start(t, banktest.Options{})
 	bank.SetFaults(banktest.Faults{Unavailable: 1})
 	var mu sync.Mutex
@@ -227,7 +239,7 @@ func TestBreakerOpensAndNothingReachesTheBankUntilTheProbe(t *testing.T) {
 	if transitions("half-open", "closed") != 1 || r.BreakerState() != "closed" {
 		t.Fatalf("breaker %s; half-open→closed %v", r.BreakerState(), transitions("half-open", "closed"))
 	}
-	checkExactlyOnce(t, repo, bank, ids)
+	checkExactlyOnce(t, repo, db, bank, ids)
 	// While open, nothing reached the Bank: each probe came at least the open timeout after the failure
 	// before it (the clocks are the server's arrivals).
 	mu.Lock()
@@ -243,7 +255,7 @@ func TestBreakerOpensAndNothingReachesTheBankUntilTheProbe(t *testing.T) {
 }
 
 func TestPoisonPurchaseIsDeadLetteredWhileOthersFlow(t *testing.T) {
-	repo, _, _ := newOutbox(t, "")
+	repo, db, _ := newOutbox(t, "")
 	bank := banktest.Start(t, banktest.Options{})
 	ids := createMany(t, repo, 30)
 	poison := getPurchase(t, repo, ids[7])
@@ -261,7 +273,7 @@ func TestPoisonPurchaseIsDeadLetteredWhileOthersFlow(t *testing.T) {
 	if n := bank.Sends(poison.ID); n != 1 {
 		t.Fatalf("poison purchase sent %d times, want 1", n)
 	}
-	checkExactlyOnce(t, repo, bank, ids, poison.ID)
+	checkExactlyOnce(t, repo, db, bank, ids, poison.ID)
 	if r.BreakerState() != "closed" || testutil.ToFloat64(r.m.deliveries.WithLabelValues("rejected")) != 1 {
 		t.Fatalf("breaker %s, rejected %v", r.BreakerState(), testutil.ToFloat64(r.m.deliveries.WithLabelValues("rejected")))
 	}
