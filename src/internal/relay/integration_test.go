@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/txmesh/txmesh/src/internal/audit"
 	"github.com/txmesh/txmesh/src/internal/banktest"
 	"github.com/txmesh/txmesh/src/internal/payment"
+	"github.com/txmesh/txmesh/src/internal/pgtest"
 	"github.com/txmesh/txmesh/src/internal/store"
 )
 
@@ -288,4 +290,30 @@ VALUES (?, ?, ?, ?, ?, ?, 'declined', 'insufficient_funds')`,
 	if err != nil {
 		t.Fatal(fmt.Errorf("insert conflicting row: %w", err))
 	}
+}
+
+func TestStoreDatabaseOutageDuringDelivery(t *testing.T) {
+	_, db, dsn := newOutbox(t, "")
+	pg := pgtest.Server(t)
+	proxy := banktest.NewProxy(t, pg.Addr())
+	// The relay reaches its database through a proxy that goes down for a while (a failover, say).
+	repo := store.NewRepository(openStoreDB(t, strings.Replace(dsn, pg.Addr(), proxy.Addr(), 1), ""), "store-test")
+	direct := store.NewRepository(db, "store-test")
+	bank := banktest.Start(t, banktest.Options{})
+	bank.SetFaults(banktest.Faults{Latency: 20 * time.Millisecond})
+	cfg := fastConfig()
+	cfg.Timeout, cfg.Lease, cfg.PollInterval = 250*time.Millisecond, 6*time.Second, 50*time.Millisecond
+	r := startRelay(t, repo, bank.Client(t, cfg.Timeout, cfg.Concurrency), "relay-1", cfg)
+	ids := createMany(t, direct, 150)
+	waitFor(t, 20*time.Second, "some deliveries", func() bool { return bank.Stats().Created >= 20 })
+	proxy.Down()
+	time.Sleep(300 * time.Millisecond)
+	if err := proxy.Up(); err != nil {
+		t.Fatal(err)
+	}
+	waitDrained(t, direct, 60*time.Second)
+	checkExactlyOnce(t, direct, db, bank, ids)
+	st := bank.Stats()
+	t.Logf("150 purchases across a 300ms database outage: %d requests, %d resent; %v failed sends",
+		st.Requests, st.Duplicates(), testutil.ToFloat64(r.m.deliveries.WithLabelValues("retry")))
 }
