@@ -1,0 +1,185 @@
+package lab
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// executor applies the planned faults, each at its time, and keeps what is active for the progress line.
+type executor struct {
+	r      *run
+	mu     sync.Mutex
+	active map[string]string // key → description
+	counts map[string]int
+	fos    []*failover
+}
+
+func newExecutor(r *run) *executor {
+	return &executor{r: r, active: map[string]string{}, counts: map[string]int{}}
+}
+
+func (e *executor) count(kind string) {
+	e.mu.Lock()
+	e.counts[kind]++
+	e.mu.Unlock()
+}
+
+func (e *executor) set(key, desc string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if desc == "" {
+		delete(e.active, key)
+	} else {
+		e.active[key] = desc
+	}
+}
+
+func (e *executor) activeList() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var l []string
+	for _, d := range e.active {
+		l = append(l, d)
+	}
+	sort.Strings(l)
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ", ")
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// run applies every fault at start+At and returns when all are over (a failover may outlast the phase).
+func (e *executor) run(ctx context.Context, start time.Time, faults []fault) {
+	var wg sync.WaitGroup
+	for i, f := range faults {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !sleep(ctx, time.Until(start.Add(f.At))) {
+				return
+			}
+			e.apply(ctx, i, f)
+		}()
+	}
+	wg.Wait()
+}
+
+func (e *executor) proxy(target string) *netProxy {
+	if target == BankToDB {
+		return e.r.db.rw
+	}
+	return e.r.toBank
+}
+
+func (e *executor) apply(ctx context.Context, i int, f fault) {
+	r := e.r
+	key := f.Kind + "/" + f.Target + "/" + f.Toxic.Name
+	switch f.Kind {
+	case KillBank, KillStore:
+		p := r.proc(f.Target)
+		if !p.kill() {
+			r.logf("%s: %s already down, skipped", f.Kind, f.Target)
+			return
+		}
+		e.count(f.Kind)
+		e.set(key, f.Kind+" "+f.Target)
+		r.logf("fault: kill -9 %s (restart in %.1fs)", f.Target, f.For.Seconds())
+		sleep(ctx, f.For)
+		if err := p.start(); err != nil {
+			r.logf("restart %s: %v", f.Target, err)
+		}
+		e.set(key, "")
+	case BankOutage:
+		e.count(f.Kind)
+		e.set(key, "bank outage")
+		r.logf("fault: Bank outage for %.0fs (%s refused: the breakers should open, the backlog grow)",
+			f.For.Seconds(), f.Target)
+		r.toBank.cut()
+		sleep(ctx, f.For)
+		if err := r.toBank.restore(); err != nil {
+			r.logf("restore %s: %v", f.Target, err)
+		}
+		e.set(key, "")
+		r.logf("fault over: Bank reachable again")
+	case failoverKind:
+		e.failover(ctx, f)
+	default:
+		px := e.proxy(f.Target)
+		if err := px.addToxic(f.Toxic); err != nil {
+			r.logf("fault %s: %v", f.Kind, err)
+			return
+		}
+		e.count(f.Kind)
+		e.set(key, f.Toxic.Type+" "+f.Target)
+		r.logf("fault: %s", strings.TrimSpace(f.String()[8:]))
+		sleep(ctx, f.For)
+		if err := px.removeToxic(f.Toxic.Name); err != nil {
+			r.logf("remove toxic %s: %v", f.Toxic.Name, err)
+		}
+		e.set(key, "")
+	}
+}
+
+// failover: cut the replication stream, let the Bank run on for f.For (an asynchronous primary keeps
+// acknowledging what the standby will never see; a synchronous one stalls), kill -9 the primary, and let the
+// operator fail over.
+func (e *executor) failover(ctx context.Context, f fault) {
+	r := e.r
+	fo := &failover{}
+	e.mu.Lock()
+	e.fos = append(e.fos, fo)
+	e.mu.Unlock()
+	fo.Cut = time.Now()
+	r.db.repl.cut()
+	e.count(ReplCut)
+	e.set("failover", "replication cut")
+	r.logf("fault: replication stream %s → %s cut; primary killed in %.0fs", r.db.standby.name,
+		r.db.primary.name, f.For.Seconds())
+	sleep(ctx, f.For)
+	e.set("failover", "bank-db primary down")
+	if err := r.db.killPrimary(fo); err != nil {
+		fo.Err = err
+		r.logf("kill primary: %v", err)
+		return
+	}
+	e.count(KillPrimary)
+	r.logf("fault: kill -9 of bank-db primary %s", r.db.primary.name)
+	err := r.db.failover(ctx, fo, r.logf)
+	if !fo.Promoted.IsZero() {
+		e.count(Promotion)
+	}
+	if !fo.Rejoined.IsZero() {
+		e.count(Rejoin)
+	}
+	if err != nil {
+		fo.Err = err
+		r.logf("failover: %v", err)
+	}
+	e.set("failover", "")
+}
+
+func (e *executor) snapshot() (map[string]int, []failover) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := map[string]int{}
+	for k, v := range e.counts {
+		c[k] = v
+	}
+	var fos []failover
+	for _, f := range e.fos {
+		fos = append(fos, *f)
+	}
+	return c, fos
+}

@@ -1,0 +1,363 @@
+// Package lab is the HA lab: it proves, with processes, real faults and an audit, that no transaction is
+// lost when a Bank process, a Store process, the network or the Bank's database primary fails.
+//
+// One run starts on loopback: bank-db (a PostgreSQL primary and a streaming standby, synchronous or — the
+// negative control — asynchronous), store-db, two Bank processes behind a TCP balancer (the Service), two
+// Store processes (generator on) plus extra load through the Store API, mTLS between Store and Bank, and
+// toxiproxy proxies Store→Bank, Bank→bank-db (the `-rw` address) and standby→primary (replication). A seeded
+// schedule then injects kill -9 of Bank and Store processes, latency/reset_peer/timeout/bandwidth toxics, a
+// Bank outage long enough to open the Stores' circuit breakers, and a failover: replication cut, kill -9 of the
+// primary, promotion of the standby, the rw proxy re-pointed, the old primary re-joined with pg_rewind. Then
+// faults stop, the backlog drains, txaudit judges, and Run returns the measurements (see Result.Table).
+package lab
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Config is one run.
+type Config struct {
+	BinDir   string        // holds the bank, store and txaudit binaries
+	WorkDir  string        // data, logs, certificates; a new temporary directory when empty
+	Keep     bool          // keep WorkDir afterwards
+	Mode     Replication   // Sync, or Async for the negative control
+	Duration time.Duration // fault phase (at least MinDuration unless FailoverOnly)
+	Seed     uint64
+	// Rate is the extra load: purchases per second through the Store API, spread over both Stores.
+	Rate float64
+	// GeneratorInterval is each Store's generator period.
+	GeneratorInterval time.Duration
+	Accounts          int
+	Cut               time.Duration // replication stream cut before the primary is killed
+	Outage            time.Duration // Bank outage (Store→Bank refused)
+	FailoverOnly      bool          // the failover and nothing else (a quick negative control)
+	DrainTimeout      time.Duration
+	Progress          time.Duration // period of the progress line
+	Out               io.Writer
+}
+
+// MinDuration is the shortest fault phase that holds a failover, a Bank outage and a few other faults.
+const MinDuration = 45 * time.Second
+
+func (c *Config) defaults() error {
+	if c.Mode == "" {
+		c.Mode = Sync
+	}
+	if c.Mode != Sync && c.Mode != Async {
+		return fmt.Errorf("mode %q: sync or async", c.Mode)
+	}
+	if c.Duration == 0 {
+		c.Duration = 2 * time.Minute
+	}
+	if c.Duration < MinDuration && !c.FailoverOnly {
+		return fmt.Errorf("duration %s: at least %s", c.Duration, MinDuration)
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.Rate < 0 {
+		return errors.New("rate must be >= 0")
+	}
+	if c.GeneratorInterval == 0 {
+		c.GeneratorInterval = 100 * time.Millisecond
+	}
+	if c.Accounts == 0 {
+		c.Accounts = 100
+	}
+	if c.Cut == 0 {
+		c.Cut = 4 * time.Second
+	}
+	if c.Outage == 0 {
+		c.Outage = 12 * time.Second
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 3 * time.Minute
+	}
+	if c.Progress == 0 {
+		c.Progress = 5 * time.Second
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	for _, b := range []string{"bank", "store"} {
+		if _, err := os.Stat(filepath.Join(c.BinDir, b)); err != nil {
+			return fmt.Errorf("%s binary not found in %s: %w", b, c.BinDir, err)
+		}
+	}
+	return nil
+}
+
+// run is one lab run in progress.
+type run struct {
+	cfg     Config
+	dir     string
+	started time.Time // start of the fault phase
+	logMu   sync.Mutex
+
+	ps               *proxies
+	db               *cluster
+	storeDB          *pgServer
+	toBank           *netProxy // Store→Bank
+	lb               *balancer
+	banks, stores    []*proc
+	bankAddrs        []string
+	storeURLs        []string
+	certs            certFiles
+	bankTLS          *tls.Config
+	http             *http.Client
+	res              *Result
+	exec             *executor
+	mon              *monitor
+	load             *loader
+	storeEnvByName   map[string][]string
+	seedBalance      int64
+	cleanup          []func()
+	failoverLogLines []string
+}
+
+func (r *run) logf(format string, args ...any) {
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	el := 0.0
+	if !r.started.IsZero() {
+		el = time.Since(r.started).Seconds()
+	}
+	fmt.Fprintf(r.cfg.Out, "[%s %6.1fs] %s\n", r.cfg.Mode, el, fmt.Sprintf(format, args...))
+}
+
+// Run performs one lab run. The error is for a run that could not be carried out (set-up, a process that
+// would not start, a backlog that did not drain); a run that lost transactions returns a Result saying so.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	r := &run{cfg: cfg, res: newResult(cfg), seedBalance: 1_000_000_00}
+	dir := cfg.WorkDir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "txmesh-lab-"+string(cfg.Mode)+"-"); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	// PostgreSQL may run as another user (when we are root): it must reach its directories below this one.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
+	r.dir = dir
+	var failed bool
+	defer func() {
+		for i := len(r.cleanup) - 1; i >= 0; i-- {
+			r.cleanup[i]()
+		}
+		if cfg.Keep || failed {
+			r.logf("data and logs kept in %s", dir)
+		} else {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	r.res.WorkDir = dir
+	err := r.phases(ctx)
+	failed = err != nil || !r.res.Passed()
+	return r.res, err
+}
+
+func (r *run) phases(ctx context.Context) error {
+	t0 := time.Now()
+	if err := r.setUp(ctx); err != nil {
+		return fmt.Errorf("set-up: %w", err)
+	}
+	r.res.SetUp = time.Since(t0)
+	if err := r.faultPhase(ctx); err != nil {
+		return err
+	}
+	if err := r.drain(ctx); err != nil {
+		return err
+	}
+	return r.judge(ctx)
+}
+
+func (r *run) setUp(ctx context.Context) error {
+	r.logf("setting up in %s (bank-db %s replication, seed %d)", r.dir, r.cfg.Mode, r.cfg.Seed)
+	var err error
+	certDir := filepath.Join(r.dir, "certs")
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return err
+	}
+	if r.certs, err = writeCerts(certDir); err != nil {
+		return err
+	}
+	if r.bankTLS, err = clientTLS(r.certs); err != nil {
+		return err
+	}
+	r.http = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	r.ps = newProxies()
+	if r.db, err = startCluster(ctx, filepath.Join(r.dir, "bank-db"), r.cfg.Mode, r.ps); err != nil {
+		return err
+	}
+	r.cleanup = append(r.cleanup, r.db.close)
+	if r.storeDB, err = startPG(ctx, filepath.Join(r.dir, "store-db"), map[string]string{"fsync": "off",
+		"full_page_writes": "off"}); err != nil {
+		return err
+	}
+	r.cleanup = append(r.cleanup, r.storeDB.close)
+	if err := r.storeDB.exec(ctx, "postgres", "CREATE DATABASE store"); err != nil {
+		return err
+	}
+	bankBin := filepath.Join(r.cfg.BinDir, "bank")
+	seed := exec.CommandContext(ctx, bankBin, "seed", "--accounts", strconv.Itoa(r.cfg.Accounts),
+		"--balance", strconv.FormatInt(r.seedBalance, 10), "--currency", "EUR")
+	seed.Env = append(os.Environ(), "DATABASE_URL="+r.db.dsn(), "LOG_LEVEL=warn")
+	if out, err := seed.CombinedOutput(); err != nil {
+		return fmt.Errorf("bank seed: %w: %s", err, out)
+	}
+
+	// Two Banks behind the balancer, the Store→Bank proxy in front of it.
+	for i := 1; i <= 2; i++ {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		r.bankAddrs = append(r.bankAddrs, addr)
+		name := fmt.Sprintf("bank-%d", i)
+		r.banks = append(r.banks, newProc(name, bankBin, filepath.Join(r.dir, name+".log"), []string{"serve"},
+			[]string{"DATABASE_URL=" + r.db.dsn(), "HTTP_ADDR=" + addr, "TLS_CERT_FILE=" + r.certs.ServerCert,
+				"TLS_KEY_FILE=" + r.certs.ServerKey, "TLS_CLIENT_CA_FILE=" + r.certs.CA, "LOG_LEVEL=info",
+				"SHUTDOWN_DRAIN_DELAY=200ms", "SHUTDOWN_TIMEOUT=10s", "DB_MAX_CONNS=10"}))
+	}
+	if r.lb, err = newBalancer(r.bankAddrs); err != nil {
+		return err
+	}
+	r.cleanup = append(r.cleanup, r.lb.close)
+	if r.toBank, err = r.ps.add("store-bank", r.lb.addr()); err != nil {
+		return err
+	}
+	r.cleanup = append(r.cleanup, r.toBank.close)
+	r.storeEnvByName = map[string][]string{}
+	for i := 1; i <= 2; i++ {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		name := fmt.Sprintf("store-%d", i)
+		r.storeURLs = append(r.storeURLs, "http://"+addr)
+		r.stores = append(r.stores, newProc(name, filepath.Join(r.cfg.BinDir, "store"),
+			filepath.Join(r.dir, name+".log"), []string{"serve"},
+			[]string{"DATABASE_URL=" + r.storeDB.dsn("store"), "HTTP_ADDR=" + addr,
+				"BANK_URL=https://" + r.toBank.addr, "BANK_CA_FILE=" + r.certs.CA,
+				"BANK_CLIENT_CERT_FILE=" + r.certs.ClientCert, "BANK_CLIENT_KEY_FILE=" + r.certs.ClientKey,
+				"STORE_ID=" + name, "GENERATOR_INTERVAL=" + r.cfg.GeneratorInterval.String(),
+				"GENERATOR_ACCOUNTS=" + strconv.Itoa(r.cfg.Accounts), "BANK_TIMEOUT=2s", "LOG_LEVEL=info",
+				"SHUTDOWN_DRAIN_DELAY=200ms", "SHUTDOWN_TIMEOUT=10s",
+				// Shorter than production so that a run stays short; the semantics are the same.
+				"BREAKER_OPEN_TIMEOUT=5s", "RELAY_MAX_BACKOFF=5s", "RELAY_LEASE=10s"}))
+	}
+	all := append(append([]*proc{}, r.banks...), r.stores...)
+	r.cleanup = append(r.cleanup, func() {
+		for _, p := range all {
+			p.kill()
+		}
+	})
+	for _, p := range r.banks {
+		if err := p.start(); err != nil {
+			return err
+		}
+	}
+	for _, p := range r.banks {
+		if err := r.waitReady(ctx, p); err != nil {
+			return err
+		}
+	}
+	for _, p := range r.stores {
+		if err := p.start(); err != nil {
+			return err
+		}
+	}
+	for _, p := range r.stores {
+		if err := r.waitReady(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func clientTLS(c certFiles) (*tls.Config, error) {
+	ca, err := os.ReadFile(c.CA)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	cert, err := tls.LoadX509KeyPair(c.ClientCert, c.ClientKey)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// readyURL is the process's readiness endpoint and the client that reaches it.
+func (r *run) readyURL(p *proc) (string, *http.Client) {
+	for i, b := range r.banks {
+		if b == p {
+			return "https://" + r.bankAddrs[i] + "/readyz", &http.Client{Timeout: 2 * time.Second,
+				Transport: &http.Transport{TLSClientConfig: r.bankTLS}}
+		}
+	}
+	for i, s := range r.stores {
+		if s == p {
+			return r.storeURLs[i] + "/readyz", r.http
+		}
+	}
+	return "", nil
+}
+
+func (r *run) waitReady(ctx context.Context, p *proc) error {
+	url, client := r.readyURL(p)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := client.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if !p.running() {
+			return fmt.Errorf("%s exited during start-up; see %s", p.name, p.log)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready at %s after 60s; see %s", p.name, url, p.log)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (r *run) proc(name string) *proc {
+	for _, p := range append(append([]*proc{}, r.banks...), r.stores...) {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
