@@ -182,3 +182,52 @@ func FuzzDecodeTransaction(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeObjectFastPath proves DecodeObject's fast path (scanObject) and its general decoder agree: whenever
+// the fast path answers, the general decoder accepts the same body with the same members.
+func FuzzDecodeObjectFastPath(f *testing.F) {
+	f.Add([]byte(validBody))
+	f.Add([]byte(` { "id" : "x" , "amount" : [1, {"a": "]"}], "currency": {"b": "\"}"} } `))
+	f.Add([]byte(`{"id":"a\"b","amount":-12.5e3,"currency":null}`))
+	f.Add([]byte(`{"\u0069d":"x"}`))
+	f.Add([]byte(`{"id":1,"id":2}`))
+	f.Add([]byte(`{"id":1} {}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`[]`))
+	allowed := []string{"id", "store_id", "account_id", "amount", "currency", "created_at"}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fast, ok := payment.ScanObject(body, allowed)
+		if !ok {
+			return
+		}
+		slow, err := payment.DecodeObjectGeneral(body, allowed)
+		if err != nil {
+			t.Fatalf("fast path accepted %q, general decoder says %v", body, err)
+		}
+		if len(fast) != len(slow) {
+			t.Fatalf("%q: fast %d members, general %d", body, len(fast), len(slow))
+		}
+		for k, v := range slow {
+			if !bytes.Equal(fast[k], v) {
+				t.Fatalf("%q: member %s: fast %q, general %q", body, k, fast[k], v)
+			}
+		}
+	})
+}
+
+// FuzzPlainString proves the string fast path returns what json.Unmarshal returns.
+func FuzzPlainString(f *testing.F) {
+	for _, s := range []string{`"abc"`, `""`, `"a\"b"`, `"é"`, `1`, `"`, `"a\tb"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, ok := payment.PlainString(raw)
+		if !ok {
+			return
+		}
+		var want string
+		if err := json.Unmarshal(raw, &want); err != nil || got != want {
+			t.Fatalf("%q: fast %q, json.Unmarshal %q (%v)", raw, got, want, err)
+		}
+	})
+}
