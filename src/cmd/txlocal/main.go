@@ -178,7 +178,9 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 	}
 
 	fmt.Fprintln(out, "txmesh: starting PostgreSQL…")
-	pg, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(o.dataDir, "postgres"),
+	// pglocal picks its own directory: when we are root, the server runs as the postgres user, which must
+	// be able to reach it.
+	pg, err := pglocal.Start(ctx, pglocal.Options{
 		Settings: map[string]string{"fsync": "on", "full_page_writes": "on"}})
 	if err != nil {
 		return 2, err
