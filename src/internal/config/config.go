@@ -3,11 +3,14 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
+	"reflect"
 	"regexp"
+	"strings"
 
 	"github.com/caarlos0/env/v11"
 )
@@ -25,9 +28,47 @@ func Load(cfg any, getenv func(string) string) error {
 		}
 	}
 	if err := env.ParseWithOptions(cfg, env.Options{Environment: vars}); err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return fmt.Errorf("configuration: %w", nameVariables(err, reflect.TypeOf(cfg)))
 	}
 	return nil
+}
+
+// nameVariables rewrites the library's parse errors, which name the struct field ("Interval"), so that they
+// name the environment variable the user set ("GENERATOR_INTERVAL").
+func nameVariables(err error, t reflect.Type) error {
+	keys := map[string]string{}
+	var walk func(reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return
+		}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if key, _, _ := strings.Cut(f.Tag.Get("env"), ","); key != "" {
+				keys[f.Name] = key
+			} else if f.Type.Kind() == reflect.Struct {
+				walk(f.Type)
+			}
+		}
+	}
+	walk(t)
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	msgs := make([]error, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) && keys[pe.Name] != "" {
+			msgs = append(msgs, fmt.Errorf("%s: %w", keys[pe.Name], pe.Err))
+			continue
+		}
+		msgs = append(msgs, e)
+	}
+	return errors.Join(msgs...)
 }
 
 // Logger returns a JSON slog logger writing to w at level.
