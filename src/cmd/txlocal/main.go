@@ -259,9 +259,9 @@ loop:
 			fmt.Fprintln(out, "txmesh: duration reached — stopping the Store, then the Bank…")
 			break loop
 		case err := <-bank.done:
-			return 2, fmt.Errorf("bank exited unexpectedly (%v); see %s", err, filepath.Join(o.dataDir, "bank.log"))
+			return 2, fmt.Errorf("bank exited unexpectedly (%w); see %s", err, filepath.Join(o.dataDir, "bank.log"))
 		case err := <-store.done:
-			return 2, fmt.Errorf("store exited unexpectedly (%v); see %s", err, filepath.Join(o.dataDir, "store.log"))
+			return 2, fmt.Errorf("store exited unexpectedly (%w); see %s", err, filepath.Join(o.dataDir, "store.log"))
 		case <-tick.C:
 			fmt.Fprintln(out, progress(plain, storeURL, time.Since(started)))
 		}

@@ -46,9 +46,9 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres://app:s3cret@db:5432/bank?sslmode=require": "postgres://app:xxxxx@db:5432/bank?sslmode=require",
-		"host=db user=app password=s3cret dbname=bank":        "host=db user=app password=xxxxx dbname=bank",
-		"host=db password='a b' dbname=bank":                  "host=db password=xxxxx dbname=bank",
-		"postgres://db/bank?password=s3cret":                  "postgres://db/bank?password=xxxxx",
+		"host=db user=app password=s3cret dbname=bank":       "host=db user=app password=xxxxx dbname=bank",
+		"host=db password='a b' dbname=bank":                 "host=db password=xxxxx dbname=bank",
+		"postgres://db/bank?password=s3cret":                 "postgres://db/bank?password=xxxxx",
 	} {
 		if got := config.Redact(in); got != want || strings.Contains(got, "s3cret") {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)

@@ -1,0 +1,154 @@
+package bankclient_test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/txmesh/txmesh/src/internal/bankclient"
+	"github.com/txmesh/txmesh/src/internal/payment"
+	"github.com/txmesh/txmesh/src/internal/pki"
+)
+
+var tx = payment.Transaction{ID: uuid.New(), StoreID: "s", AccountID: "ACC-000001", Amount: 5, Currency: "EUR",
+	CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+
+func TestSubmitClassifiesAnswers(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int
+		body       string
+		retryAfter string
+		wantErr    bool
+		permanent  bool
+		code       string
+		wantRetry  time.Duration
+	}{
+		{name: "created", status: 201, body: `{"id":"` + tx.ID.String() + `","status":"approved","reason":"","processed_at":"2026-01-02T03:04:06Z"}`},
+		{name: "replayed", status: 200, body: `{"id":"` + tx.ID.String() + `","status":"declined","reason":"insufficient_funds","processed_at":"2026-01-02T03:04:06Z"}`},
+		{name: "result for another id", status: 201, body: `{"id":"` + uuid.NewString() + `","status":"approved"}`, wantErr: true},
+		{name: "garbage 2xx", status: 200, body: `<html>`, wantErr: true},
+		{name: "conflict", status: 409, body: `{"error":{"code":"idempotency_conflict","message":"x"}}`, wantErr: true,
+			permanent: true, code: payment.CodeIdempotencyConflict},
+		{name: "invalid", status: 400, body: `{"error":{"code":"invalid_request","message":"x"}}`, wantErr: true,
+			permanent: true, code: payment.CodeInvalidRequest},
+		{name: "unavailable", status: 503, body: `{"error":{"code":"unavailable","message":"x"}}`, retryAfter: "3",
+			wantErr: true, code: payment.CodeUnavailable, wantRetry: 3 * time.Second},
+		{name: "throttled", status: 429, body: ``, retryAfter: "1", wantErr: true, code: "http_429", wantRetry: time.Second},
+		{name: "proxy error page", status: 502, body: `upstream connect error`, wantErr: true, code: "http_502"},
+		{name: "timeout status", status: 408, body: ``, wantErr: true, code: "http_408"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var got payment.Transaction
+				if r.Header.Get(payment.IdempotencyHeader) != tx.ID.String() || r.URL.Path != "/v1/transactions" ||
+					r.Header.Get("Content-Type") != "application/json" || json.NewDecoder(r.Body).Decode(&got) != nil ||
+					got != tx {
+					t.Errorf("unexpected request %s %v", r.URL.Path, r.Header)
+				}
+				if tt.retryAfter != "" {
+					w.Header().Set("Retry-After", tt.retryAfter)
+				}
+				w.WriteHeader(tt.status)
+				_, _ = io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			c, err := bankclient.New(srv.URL+"/", srv.Client())
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Submit(context.Background(), tx)
+			if !tt.wantErr {
+				if err != nil || res.ID != tx.ID || res.Status == "" {
+					t.Fatalf("got %+v, %v", res, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error for %d %s", tt.status, tt.body)
+			}
+			if bankclient.IsPermanent(err) != tt.permanent {
+				t.Fatalf("permanent = %v, want %v (%v)", !tt.permanent, tt.permanent, err)
+			}
+			var e *bankclient.Error
+			if tt.code != "" && (!errors.As(err, &e) || e.Code != tt.code || e.RetryAfter != tt.wantRetry) {
+				t.Fatalf("error %#v, want code %s retry-after %s", e, tt.code, tt.wantRetry)
+			}
+		})
+	}
+}
+
+func TestNewRejectsBadURLs(t *testing.T) {
+	for _, u := range []string{"", "bank:8080", "ftp://bank", "https://", "://x"} {
+		if _, err := bankclient.New(u, http.DefaultClient); err == nil {
+			t.Errorf("New(%q) accepted", u)
+		}
+	}
+}
+
+// TestMutualTLS: with the CA and a client certificate the handshake succeeds against a server requiring
+// client certificates; without the client certificate, or trusting another CA, it fails.
+func TestMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	files, err := pki.Write(dir, "store", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := pki.Write(t.TempDir(), "intruder", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.TLS.PeerCertificates[0].Subject.CommonName)
+	}))
+	cert, err := tls.LoadX509KeyPair(files.ServerCert, files.ServerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := bankclient.TLSConfig(files.CA, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: ca.RootCAs,
+		ClientAuth: tls.RequireAndVerifyClientCert}
+	srv.StartTLS()
+	defer srv.Close()
+
+	get := func(caFile, certFile, keyFile string) (string, error) {
+		cfg, err := bankclient.TLSConfig(caFile, certFile, keyFile)
+		if err != nil {
+			return "", err
+		}
+		resp, err := bankclient.HTTPClient(5*time.Second, 2, cfg).Get(srv.URL)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	if cn, err := get(files.CA, files.ClientCert, files.ClientKey); err != nil || cn != "store" {
+		t.Fatalf("mTLS with the right certificates: %q, %v", cn, err)
+	}
+	if _, err := get(files.CA, "", ""); err == nil {
+		t.Fatal("a client without a certificate got through")
+	}
+	if _, err := get(files.CA, other.ClientCert, other.ClientKey); err == nil {
+		t.Fatal("a client certificate from another CA got through")
+	}
+	if _, err := get(other.CA, files.ClientCert, files.ClientKey); err == nil {
+		t.Fatal("the client trusted a server certificate from another CA")
+	}
+	if _, err := bankclient.TLSConfig(files.CA, files.ClientCert, ""); err == nil {
+		t.Fatal("a certificate without its key was accepted")
+	}
+}
