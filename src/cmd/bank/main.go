@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -31,13 +32,18 @@ import (
 var version = "dev"
 
 type settings struct {
-	Server   web.ServerConfig
-	DB       postgres.Config
-	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info"`
+	Server       web.ServerConfig
+	DB           postgres.Config
+	QueryTimeout time.Duration `env:"DB_QUERY_TIMEOUT" envDefault:"5s"`
+	LogLevel     slog.Level    `env:"LOG_LEVEL" envDefault:"info"`
 }
 
 func (s settings) validate() error {
-	return errors.Join(s.Server.Validate(), s.DB.Validate())
+	var timeout error
+	if s.QueryTimeout <= 0 {
+		timeout = errors.New("DB_QUERY_TIMEOUT must be > 0")
+	}
+	return errors.Join(s.Server.Validate(), s.DB.Validate(), timeout)
 }
 
 func main() {
@@ -109,7 +115,7 @@ func migrate(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
 func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net.Addr) error {
 	log.Info("starting bank", "version", version, "http_addr", cfg.Server.Addr, "tls", cfg.Server.TLSCertFile != "",
 		"mtls", cfg.Server.TLSClientCAFile != "", "database_url", config.Redact(cfg.DB.URL),
-		"db_max_conns", cfg.DB.MaxConns, "db_query_exec_mode", cfg.DB.QueryExecMode,
+		"db_max_conns", cfg.DB.MaxConns, "db_query_timeout", cfg.QueryTimeout, "db_query_exec_mode", cfg.DB.QueryExecMode,
 		"migrate_on_start", cfg.DB.Migrate, "drain_delay", cfg.Server.DrainDelay,
 		"shutdown_timeout", cfg.Server.ShutdownTimeout)
 	db, err := open(cfg)
@@ -129,7 +135,7 @@ func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewDBStatsCollector(sqlDB, "bank"))
 	health := web.NewHealth(postgres.ReadyCheck(sqlDB, bank.Migrations()))
-	handler := bank.NewServer(bank.NewRepository(db), health, reg, log)
+	handler := bank.NewServer(bank.NewRepository(db), health, reg, log, bank.WithQueryTimeout(cfg.QueryTimeout))
 	err = web.Serve(ctx, cfg.Server, handler, health, log, ready)
 	log.Info("bank stopped", "err", err)
 	return err

@@ -1,6 +1,7 @@
 package bank
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -16,17 +17,29 @@ import (
 
 // Server holds the Bank API's dependencies.
 type Server struct {
-	ledger  Ledger
-	log     *slog.Logger
-	decided *prometheus.CounterVec
-	latency prometheus.Histogram
+	ledger       Ledger
+	log          *slog.Logger
+	queryTimeout time.Duration
+	decided      *prometheus.CounterVec
+	latency      prometheus.Histogram
 }
 
+// Option configures a Server.
+type Option func(*Server)
+
+// WithQueryTimeout bounds each database operation of a request (default 5s): a database that stops
+// answering (a blackholed network, a frozen primary) turns into a 503 + Retry-After instead of a request
+// hanging until the client gives up. A transaction that committed just before the deadline is simply
+// answered by the client's retry (a replay).
+func WithQueryTimeout(d time.Duration) Option { return func(s *Server) { s.queryTimeout = d } }
+
 // NewServer returns the Bank's HTTP handler. Metrics are registered on reg.
-func NewServer(ledger Ledger, health *web.Health, reg *prometheus.Registry, log *slog.Logger) http.Handler {
+func NewServer(ledger Ledger, health *web.Health, reg *prometheus.Registry, log *slog.Logger,
+	opts ...Option) http.Handler {
 	s := &Server{
-		ledger: ledger,
-		log:    log,
+		ledger:       ledger,
+		log:          log,
+		queryTimeout: 5 * time.Second,
 		decided: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "bank", Name: "transactions_total",
 			Help: "Transactions processed for the first time, by decision and decline reason.",
@@ -36,6 +49,9 @@ func NewServer(ledger Ledger, health *web.Health, reg *prometheus.Registry, log 
 			Help:    "Time to decide and record a transaction in the database (first processing and replays).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	reg.MustRegister(s.decided, s.latency)
 	for _, r := range []payment.Reason{payment.ReasonNone, payment.ReasonInsufficientFunds,
@@ -69,8 +85,10 @@ func (s *Server) postTransaction(c *gin.Context) {
 			map[string]string{payment.IdempotencyHeader: "must equal the body's id"})
 		return
 	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.queryTimeout)
+	defer cancel()
 	start := time.Now()
-	res, created, err := s.ledger.Process(c.Request.Context(), tx)
+	res, created, err := s.ledger.Process(ctx, tx)
 	s.latency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.fail(c, err)
@@ -92,7 +110,9 @@ func (s *Server) getTransaction(c *gin.Context) {
 			map[string]string{"id": "must be a UUID"})
 		return
 	}
-	rec, err := s.ledger.Transaction(c.Request.Context(), id)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.queryTimeout)
+	defer cancel()
+	rec, err := s.ledger.Transaction(ctx, id)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -108,7 +128,9 @@ func (s *Server) getAccount(c *gin.Context) {
 			map[string]string{"id": "must be 1-64 characters of [A-Za-z0-9._-]"})
 		return
 	}
-	acc, err := s.ledger.Account(c.Request.Context(), id)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.queryTimeout)
+	defer cancel()
+	acc, err := s.ledger.Account(ctx, id)
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -231,3 +231,24 @@ func TestGetRoutes(t *testing.T) {
 		t.Errorf("metrics lack the request counter by route and code:\n%s", body)
 	}
 }
+
+// TestHangingDatabaseBecomes503: a ledger call that never returns on its own (a blackholed database) is cut
+// by the query timeout and answered 503 + Retry-After.
+func TestHangingDatabaseBecomes503(t *testing.T) {
+	ctrl := gomock.NewController(t)
+	ledger := NewMockLedger(ctrl)
+	ledger.EXPECT().Process(gomock.Any(), sample).DoAndReturn(
+		func(ctx context.Context, _ payment.Transaction) (payment.Result, bool, error) {
+			<-ctx.Done()
+			return payment.Result{}, false, fmt.Errorf("process: %w", ctx.Err())
+		})
+	srv := NewServer(ledger, web.NewHealth(func(context.Context) error { return nil }), prometheus.NewRegistry(),
+		slog.New(slog.DiscardHandler), WithQueryTimeout(50*time.Millisecond))
+	req := httptest.NewRequest("POST", "/v1/transactions", strings.NewReader(sampleBody()))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("status %d %v, want 503 with Retry-After", rec.Code, rec.Header())
+	}
+}
