@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if err != nil {
 			return err
 		}
-		defer closeDB(db)
+		defer postgres.Close(db)
 		return migrate(ctx, db, log)
 	case "seed":
 		return seed(ctx, cfg, args, log)
@@ -93,23 +93,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 func open(cfg settings) (*gorm.DB, error) { return postgres.Open(cfg.DB) }
 
-func closeDB(db *gorm.DB) {
-	if sqlDB, err := db.DB(); err == nil {
-		_ = sqlDB.Close()
-	}
-}
-
 func migrate(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
-	sqlDB, err := db.DB()
-	if err != nil {
-		return err
-	}
-	v, err := postgres.Migrate(ctx, sqlDB, bank.Migrations(), bank.MigrationLockID, log)
-	if err != nil {
-		return err
-	}
-	log.Info("database migrated", "version", v)
-	return nil
+	return postgres.MigrateDB(ctx, db, bank.Migrations(), bank.MigrationLockID, log)
 }
 
 func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net.Addr) error {
@@ -122,7 +107,7 @@ func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net
 	if err != nil {
 		return err
 	}
-	defer closeDB(db)
+	defer postgres.Close(db)
 	if cfg.DB.Migrate {
 		if err := migrate(ctx, db, log); err != nil {
 			return err
@@ -156,7 +141,7 @@ func seed(ctx context.Context, cfg settings, args []string, log *slog.Logger) er
 	if err != nil {
 		return err
 	}
-	defer closeDB(db)
+	defer postgres.Close(db)
 	if cfg.DB.Migrate {
 		if err := migrate(ctx, db, log); err != nil {
 			return err

@@ -126,7 +126,7 @@ func TestKilledMidBatchLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeDB(db)
+	defer postgres.Close(db)
 	var claimed, pending int64
 	db.Raw("SELECT count(*) FROM outbox WHERE claim_token IS NOT NULL").Scan(&claimed)
 	db.Raw("SELECT count(*) FROM outbox").Scan(&pending)

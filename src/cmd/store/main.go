@@ -126,30 +126,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if err != nil {
 			return err
 		}
-		defer closeDB(db)
+		defer postgres.Close(db)
 		return migrate(ctx, db, log)
 	default:
 		return fmt.Errorf("unknown command %q (serve, migrate)", cmd)
 	}
 }
 
-func closeDB(db *gorm.DB) {
-	if sqlDB, err := db.DB(); err == nil {
-		_ = sqlDB.Close()
-	}
-}
-
 func migrate(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
-	sqlDB, err := db.DB()
-	if err != nil {
-		return err
-	}
-	v, err := postgres.Migrate(ctx, sqlDB, store.Migrations(), store.MigrationLockID, log)
-	if err != nil {
-		return err
-	}
-	log.Info("database migrated", "version", v)
-	return nil
+	return postgres.MigrateDB(ctx, db, store.Migrations(), store.MigrationLockID, log)
 }
 
 func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net.Addr) error {
@@ -164,7 +149,7 @@ func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net
 	if err != nil {
 		return err
 	}
-	defer closeDB(db)
+	defer postgres.Close(db)
 	if cfg.DB.Migrate {
 		if err := migrate(ctx, db, log); err != nil {
 			return err

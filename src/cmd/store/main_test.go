@@ -267,7 +267,7 @@ func TestGracefulShutdownFinishesSendsInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeDB(db)
+	defer postgres.Close(db)
 	var claimed, delivered, sentButPending int64
 	db.Raw("SELECT count(*) FROM outbox WHERE claim_token IS NOT NULL").Scan(&claimed)
 	db.Raw("SELECT count(*) FROM purchases WHERE status <> 'pending'").Scan(&delivered)

@@ -244,7 +244,7 @@ func TestHangingDatabaseBecomes503(t *testing.T) {
 		})
 	srv := NewServer(ledger, web.NewHealth(func(context.Context) error { return nil }), prometheus.NewRegistry(),
 		slog.New(slog.DiscardHandler), WithQueryTimeout(50*time.Millisecond))
-	req := httptest.NewRequest("POST", "/v1/transactions", strings.NewReader(sampleBody()))
+	req := httptest.NewRequest(http.MethodPost, "/v1/transactions", strings.NewReader(sampleBody()))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	srv.ServeHTTP(rec, req)

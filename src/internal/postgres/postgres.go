@@ -87,6 +87,27 @@ func Open(c Config) (*gorm.DB, error) {
 	return db, nil
 }
 
+// Close closes the connection pool under db.
+func Close(db *gorm.DB) {
+	if sqlDB, err := db.DB(); err == nil {
+		_ = sqlDB.Close()
+	}
+}
+
+// MigrateDB applies a service's migrations (see Migrate) through its gorm handle and logs the version reached.
+func MigrateDB(ctx context.Context, db *gorm.DB, fsys fs.FS, lockID int64, log *slog.Logger) error {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	v, err := Migrate(ctx, sqlDB, fsys, lockID, log)
+	if err != nil {
+		return err
+	}
+	log.Info("database migrated", "version", v)
+	return nil
+}
+
 // Migrate applies every pending migration in fsys (goose SQL files at its root) under a session advisory
 // lock keyed by lockID, and returns the version reached.
 func Migrate(ctx context.Context, db *sql.DB, fsys fs.FS, lockID int64, log *slog.Logger) (int64, error) {

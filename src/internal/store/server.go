@@ -193,11 +193,7 @@ func (s *Server) fail(c *gin.Context, err error) {
 			"this Idempotency-Key was used for a different purchase", nil)
 	case errors.Is(err, ErrNotFound):
 		web.Abort(c, http.StatusNotFound, payment.CodeNotFound, "not found", nil)
-	case postgres.Unavailable(err):
-		s.log.Warn("database unavailable", "path", c.FullPath(), "err", err)
-		web.Unavailable(c, "database unavailable, retry later")
 	default:
-		s.log.Error("request failed", "path", c.FullPath(), "err", err)
-		web.Abort(c, http.StatusInternalServerError, payment.CodeInternal, "internal error", nil)
+		web.DependencyError(c, s.log, err, postgres.Unavailable)
 	}
 }

@@ -115,3 +115,15 @@ func BadInput(c *gin.Context, err error) bool {
 	}
 	return true
 }
+
+// DependencyError answers an error that is not the caller's domain error: 503 + Retry-After when the database
+// is unavailable (the client retries; nothing was lost), otherwise 500 (a bug, logged).
+func DependencyError(c *gin.Context, log *slog.Logger, err error, unavailable func(error) bool) {
+	if unavailable(err) {
+		log.Warn("database unavailable", "path", c.FullPath(), "err", err)
+		Unavailable(c, "database unavailable, retry later")
+		return
+	}
+	log.Error("request failed", "path", c.FullPath(), "err", err)
+	Abort(c, http.StatusInternalServerError, payment.CodeInternal, "internal error", nil)
+}
