@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -137,6 +138,7 @@ type Repository struct {
 	db      *gorm.DB
 	storeID string
 	created func()
+	done    completer
 }
 
 // NewRepository returns a Repository over db; purchases it creates carry storeID.
@@ -344,6 +346,44 @@ SET status = @status, reason = @reason, error_code = @code, last_error = COALESC
     processed_at = @processed, completed_at = now(), updated_at = now()
 WHERE id = @id AND status = 'pending'`
 
+// completeBatchSQL is completeSQL for many purchases at once (the Bank's decisions only: no error code, the
+// last error kept): one statement, one commit, whatever the batch size.
+const completeBatchSQL = `
+WITH r AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS r(id, status, reason, processed_at)
+), done AS (
+    DELETE FROM outbox o USING r WHERE o.purchase_id = r.id
+)
+UPDATE purchases p
+SET status = r.status, reason = r.reason, error_code = '', attempts = p.attempts + 1,
+    processed_at = r.processed_at, completed_at = now(), updated_at = now()
+FROM r WHERE p.id = r.id AND p.status = 'pending'`
+
+// maxCompleteBatch bounds one completeBatchSQL.
+const maxCompleteBatch = 256
+
+// completer coalesces concurrent Complete calls into one statement — group commit: a caller that finds
+// nothing being written writes what is queued (its own outcome at least) at once; callers arriving meanwhile
+// queue up, and the first of them writes the whole queue as soon as the write in progress ends. At low load
+// a batch is one purchase and nobody waits; under load one commit records many outcomes instead of one each
+// (the relay's drain rate, see docs/performance.md). Every caller returns once its outcome is written, with
+// that write's error, so the relay's failure handling is unchanged.
+type completer struct {
+	mu      sync.Mutex
+	queue   []*completion
+	writing bool
+}
+
+type completion struct {
+	id        [16]byte
+	status    string
+	reason    string
+	processed time.Time
+	err       error
+	done      chan struct{} // closed once written (err set)
+	lead      chan struct{} // closed when this caller is to write the queue
+}
+
 // Complete records the Bank's decision on a purchase and removes it from the outbox.
 func (r *Repository) Complete(ctx context.Context, id uuid.UUID, res payment.Result) error {
 	var status Status
@@ -355,11 +395,56 @@ func (r *Repository) Complete(ctx context.Context, id uuid.UUID, res payment.Res
 	default:
 		return fmt.Errorf("complete purchase %s: unknown bank status %q", id, res.Status)
 	}
-	processed := res.ProcessedAt
-	return r.exec(ctx, "complete purchase", completeSQL, map[string]any{
-		"id": id, "status": string(status), "reason": string(res.Reason), "code": "", "error": "",
-		"processed": &processed,
-	})
+	c := &completion{id: id, status: string(status), reason: string(res.Reason), processed: res.ProcessedAt,
+		done: make(chan struct{}), lead: make(chan struct{})}
+	q := &r.done
+	q.mu.Lock()
+	q.queue = append(q.queue, c)
+	if q.writing {
+		q.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.err
+		case <-c.lead:
+		}
+		q.mu.Lock()
+	}
+	q.writing = true
+	batch := q.queue[:min(len(q.queue), maxCompleteBatch)]
+	q.queue = q.queue[len(batch):]
+	q.mu.Unlock()
+
+	err := r.completeBatch(ctx, batch)
+	for _, b := range batch {
+		b.err = err
+		close(b.done)
+	}
+	q.mu.Lock()
+	if len(q.queue) > 0 {
+		close(q.queue[0].lead) // the next writer
+	} else {
+		q.writing = false
+		q.queue = nil
+	}
+	q.mu.Unlock()
+	return err
+}
+
+func (r *Repository) completeBatch(ctx context.Context, batch []*completion) error {
+	ids := make([]string, len(batch)) // text, cast in SQL: also right in the simple protocol (PgBouncer)
+	statuses := make([]string, len(batch))
+	reasons := make([]string, len(batch))
+	processed := make([]time.Time, len(batch))
+	for i, c := range batch {
+		ids[i], statuses[i], reasons[i], processed[i] = uuid.UUID(c.id).String(), c.status, c.reason, c.processed
+	}
+	if _, err := r.db.ConnPool.ExecContext(ctx, completeBatchSQL, ids, statuses, reasons, processed); err != nil {
+		if len(batch) == 1 {
+			return fmt.Errorf("complete purchase %s: %w", uuid.UUID(batch[0].id), err)
+		}
+		return fmt.Errorf("complete %d purchases (%s, …): %w", len(batch), uuid.UUID(batch[0].id), err)
+	}
+	return nil
 }
 
 // Reject dead-letters a purchase the Bank refused (a permanent 4xx): it is never sent again.
