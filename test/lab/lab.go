@@ -106,25 +106,23 @@ type run struct {
 	started time.Time // start of the fault phase
 	logMu   sync.Mutex
 
-	ps               *proxies
-	db               *cluster
-	storeDB          *pgServer
-	toBank           *netProxy // Store→Bank
-	lb               *balancer
-	banks, stores    []*proc
-	bankAddrs        []string
-	storeURLs        []string
-	certs            certFiles
-	bankTLS          *tls.Config
-	http             *http.Client
-	res              *Result
-	exec             *executor
-	mon              *monitor
-	load             *loader
-	storeEnvByName   map[string][]string
-	seedBalance      int64
-	cleanup          []func()
-	failoverLogLines []string
+	ps            *proxies
+	db            *cluster
+	storeDB       *pgServer
+	toBank        *netProxy // Store→Bank
+	lb            *balancer
+	banks, stores []*proc
+	bankAddrs     []string
+	storeURLs     []string
+	certs         certFiles
+	bankTLS       *tls.Config
+	http          *http.Client
+	res           *Result
+	exec          *executor
+	mon           *monitor
+	load          *loader
+	seedBalance   int64
+	cleanup       []func()
 }
 
 func (r *run) logf(format string, args ...any) {
@@ -248,7 +246,6 @@ func (r *run) setUp(ctx context.Context) error {
 		return err
 	}
 	r.cleanup = append(r.cleanup, r.toBank.close)
-	r.storeEnvByName = map[string][]string{}
 	for i := 1; i <= 2; i++ {
 		port, err := freePort()
 		if err != nil {

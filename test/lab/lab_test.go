@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,15 +84,12 @@ func TestLabShort(t *testing.T) {
 func buildServices(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
 	pkgs := []string{"./src/cmd/bank", "./src/cmd/store"}
 	if m, _ := filepath.Glob("../../src/cmd/txaudit/*.go"); len(m) > 0 {
 		pkgs = append(pkgs, "./src/cmd/txaudit")
 	}
-	cmd := exec.Command(gobin, append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)...)
+	// go test puts the GOROOT/bin of the go command running it first on PATH.
+	cmd := exec.Command("go", append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)...)
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
