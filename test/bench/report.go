@@ -1,0 +1,152 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Goals of issue 6.
+const (
+	goalBankRatio  = 0.70
+	goalDrainRatio = 0.90
+	goalE2EP99ms   = 50.0
+	goalRSSMiB     = 64.0
+)
+
+func targets(rep *Report) []Target {
+	var t []Target
+	for _, in := range rep.Ingest {
+		t = append(t, Target{Name: "bank/pgbench, " + in.Label, Value: round2(in.Ratio),
+			Goal: fmt.Sprintf(">= %.2f", goalBankRatio), Met: in.Ratio >= goalBankRatio})
+		t = append(t, Target{Name: "Bank peak RSS at max load (MiB), " + in.Label, Value: round2(in.BankRSSMiB),
+			Goal: fmt.Sprintf("< %.0f", goalRSSMiB), Met: in.BankRSSMiB < goalRSSMiB})
+	}
+	if d := rep.Drain; d != nil {
+		t = append(t, Target{Name: "drain/bank, " + topologyLabel(d.Topology), Value: round2(d.Ratio),
+			Goal: fmt.Sprintf(">= %.2f", goalDrainRatio), Met: d.Ratio >= goalDrainRatio})
+	}
+	if e := rep.E2E; e != nil {
+		t = append(t, Target{Name: fmt.Sprintf("e2e p99 202→Bank commit at %.0f/s, %s (ms)", e.Rate, e.Basis),
+			Value: round2(e.Commit.P99), Goal: fmt.Sprintf("<= %.0f", goalE2EP99ms), Met: e.Commit.P99 <= goalE2EP99ms})
+		for _, s := range []struct {
+			name string
+			v    float64
+		}{{"Bank", e.BankRSSMiB}, {"Store", e.StoreRSSMiB}} {
+			t = append(t, Target{Name: fmt.Sprintf("%s peak RSS, e2e at %.0f/s (MiB)", s.name, e.Rate),
+				Value: round2(s.v), Goal: fmt.Sprintf("< %.0f", goalRSSMiB), Met: s.v < goalRSSMiB})
+		}
+		if e.RSSRun != nil {
+			for _, s := range []struct {
+				name string
+				v    float64
+			}{{"Bank", e.RSSRun.BankRSSMiB}, {"Store", e.RSSRun.StoreRSSMiB}} {
+				t = append(t, Target{Name: fmt.Sprintf("%s peak RSS at %.0f/s offered (MiB)", s.name, e.RSSRun.Rate),
+					Value: round2(s.v), Goal: fmt.Sprintf("< %.0f", goalRSSMiB), Met: s.v < goalRSSMiB})
+			}
+		}
+	}
+	return t
+}
+
+func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
+
+// write prints the table and writes bench.json and bench.md under cfg.Out.
+func (b *bench) write(rep *Report) error {
+	var md strings.Builder
+	markdown(&md, rep)
+	fmt.Fprintln(b.out)
+	fmt.Fprint(b.out, md.String())
+	if err := os.MkdirAll(b.cfg.Out, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(b.cfg.Out, "bench.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(b.cfg.Out, "bench.md"), []byte(md.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(b.out, "\nwritten: %s, %s\n", filepath.Join(b.cfg.Out, "bench.json"), filepath.Join(b.cfg.Out, "bench.md"))
+	return nil
+}
+
+func markdown(w io.Writer, rep *Report) {
+	c := rep.Config
+	fmt.Fprintf(w, "Bench %s · %d cores · %s · %s · fsync=%v · %d clients · %d accounts · load1 %.2f→%.2f · "+
+		"other processes' CPU during the windows: median %.2f, max %.2f cores\n\n",
+		rep.Started.Format("2006-01-02 15:04Z"), rep.Host.Cores, rep.Host.GoVersion, rep.Host.PostgreSQL, c.Fsync,
+		c.Clients, c.Accounts, rep.Host.LoadBefore, rep.Host.LoadAfter, rep.Host.ForeignCores,
+		rep.Host.ForeignCoresMax)
+	if len(rep.Ingest) > 0 {
+		fmt.Fprintf(w, "Ingestion: medians of %d round(s) × %s windows (after %s warm-up), contenders alternating.\n\n",
+			c.Rounds, c.Duration, c.Warmup)
+		fmt.Fprintln(w, "| topology | contender | tx/s | p50 ms | p99 ms | CPU s/1k tx: service | postgres | client | total | peak RSS MiB |")
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+		for _, in := range rep.Ingest {
+			row := func(name string, s Summary, rss string) {
+				fmt.Fprintf(w, "| %s | %s | %.0f | %.2f | %.2f | %.3f | %.3f | %.3f | %.3f | %s |\n", in.Label, name,
+					s.TPS, s.P50, s.P99, s.CPUPer1k.Service, s.CPUPer1k.Postgres, s.CPUPer1k.Client, s.CPUPer1k.Total, rss)
+			}
+			row("pgbench, Bank SQL", in.Pgbench, "–")
+			row("Bank, HTTPS+mTLS", in.Bank, fmt.Sprintf("%.1f", in.BankRSSMiB))
+			fmt.Fprintf(w, "| %s | **bank/pgbench** | **%.2f** | rounds: %s | | CPU ratio: | | | %.2f | |\n", in.Label,
+				in.Ratio, strings.Join(fmtRatios(in.RoundRatios), ", "), in.CPURatio)
+		}
+		fmt.Fprintln(w)
+	}
+	if d := rep.Drain; d != nil {
+		fmt.Fprintf(w, "Outbox drain (%s): %d purchases pending while the Bank was down; Bank started.\n\n",
+			topologyLabel(d.Topology), d.Purchases)
+		fmt.Fprintln(w, "| drained | seconds (from Bank start) | drain tx/s | Bank ingestion tx/s (before, after) | **drain/bank** | CPU ratio | CPU s/1k: bank+store | postgres | total | Bank RSS MiB | Store RSS MiB |")
+		fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		var refs []string
+		for _, m := range d.Bank {
+			refs = append(refs, fmt.Sprintf("%.0f", m.TPS))
+		}
+		fmt.Fprintf(w, "| %d | %.1f (%.1f) | %.0f | %.0f (%s) | **%.2f** | %.2f | %.3f | %.3f | %.3f | %.1f | %.1f |\n\n",
+			d.Drained, d.Seconds, d.TimeToDrain, d.TPS, d.BankTPS, strings.Join(refs, ", "), d.Ratio, d.CPURatio,
+			d.CPUPer1k.Service, d.CPUPer1k.Postgres, d.CPUPer1k.Total, d.BankRSSMiB, d.StoreRSSMiB)
+	}
+	if e := rep.E2E; e != nil {
+		fmt.Fprintf(w, "End to end (%s): purchases through the Store API, open loop at %.0f/s (%s) for %s.\n",
+			topologyLabel(e.Topology), e.Rate, e.Basis, c.E2EDuration)
+		if m := e.SystemMax; m != nil {
+			fmt.Fprintf(w, "End-to-end sustained maximum (%d closed-loop clients on the Store API, relay delivering): "+
+				"accepted %.0f/s, delivered %.0f/s → %.0f/s; %.3f CPU s per 1,000 purchases.\n", c.Clients,
+				m.AcceptedTPS, m.DeliveredTPS, m.TPS, m.CPUPer1k.Total)
+		}
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| offered/s | accepted | delivered | 202 p50/p99 ms | **202→Bank commit p50** | **p99** | max ms | CPU s/1k: bank+store | postgres | Bank RSS MiB | Store RSS MiB |")
+		fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		fmt.Fprintf(w, "| %.0f | %d | %d | %.2f / %.2f | **%.2f** | **%.2f** | %.2f | %.3f | %.3f | %.1f | %.1f |\n",
+			e.Rate, e.Accepted, e.Delivered, e.Accept.P50, e.Accept.P99, e.Commit.P50, e.Commit.P99, e.Commit.Max,
+			e.CPUPer1k.Service, e.CPUPer1k.Postgres, e.BankRSSMiB, e.StoreRSSMiB)
+		if r := e.RSSRun; r != nil {
+			fmt.Fprintf(w, "| %.0f (RSS run) | %d | %d | %.2f / %.2f | %.2f | %.2f | %.2f | %.3f | %.3f | %.1f | %.1f |\n",
+				r.Rate, r.Accepted, r.Delivered, r.Accept.P50, r.Accept.P99, r.Commit.P50, r.Commit.P99, r.Commit.Max,
+				r.CPUPer1k.Service, r.CPUPer1k.Postgres, r.BankRSSMiB, r.StoreRSSMiB)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(rep.Targets) > 0 {
+		fmt.Fprintln(w, "| target | measured | goal | met |")
+		fmt.Fprintln(w, "|---|---:|---|---|")
+		for _, t := range rep.Targets {
+			met := "yes"
+			if !t.Met {
+				met = "**no**"
+			}
+			fmt.Fprintf(w, "| %s | %.2f | %s | %s |\n", t.Name, t.Value, t.Goal, met)
+		}
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(w, "\nNote: %s\n", n)
+	}
+}

@@ -1,0 +1,604 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DrainResult is part 3.
+type DrainResult struct {
+	Topology  string `json:"topology"`
+	Purchases int    `json:"purchases"`
+	Drained   int    `json:"drained"`
+	// AccumulateTPS is how fast the Store accepted the purchases while the Bank was down.
+	AccumulateTPS float64 `json:"accumulate_tps"`
+	// Seconds is the drain window: first Bank commit to last outcome recorded by the Store; TimeToDrain
+	// counts from the Bank's process start (start-up and the breaker's half-open probe included).
+	Seconds     float64 `json:"seconds"`
+	TimeToDrain float64 `json:"time_to_drain_seconds"`
+	TPS         float64 `json:"tps"`
+	// Bank is the Bank's ingestion on the same databases, measured just before and just after the drain
+	// (the reference); BankTPS is their mean.
+	Bank    []Measure `json:"bank_ingestion"`
+	BankTPS float64   `json:"bank_ingestion_tps"`
+	Ratio   float64   `json:"drain_over_bank"`
+	// CPURatio is the reference's CPU per transaction over the drain's (everything on the machine that takes
+	// part): the ratio the throughputs tend to on a saturated machine, and a cross-check that other
+	// processes' load (which varies between windows) does not move much.
+	CPURatio     float64 `json:"cpu_ratio"`
+	CPUPer1k     CPU     `json:"cpu_seconds_per_1k"` // service = Bank + Store
+	Cores        CPU     `json:"cores"`
+	BankRSSMiB   float64 `json:"bank_peak_rss_mib"`
+	StoreRSSMiB  float64 `json:"store_peak_rss_mib"`
+	ForeignCores float64 `json:"foreign_cores"`
+}
+
+// E2EResult is part 4 (and, in RSSRun, the same at 1,000 purchases/s offered).
+type E2EResult struct {
+	Topology string  `json:"topology"`
+	Rate     float64 `json:"offered_per_s"`
+	// Basis is what Rate is half of: the end-to-end system's sustained maximum (see SystemMax) or the Bank's.
+	Basis     string     `json:"basis,omitempty"`
+	SystemMax *SystemMax `json:"system_max,omitempty"`
+	Accepted  int        `json:"accepted"`
+	Errors    int        `json:"errors"`
+	Delivered int        `json:"delivered"`
+	// Accept is the Store API's latency to 202; Commit is from the 202 to the Bank's commit of the
+	// transaction (pg_xact_commit_timestamp of its row; a commit before the client saw its 202 counts 0).
+	Accept       Latency    `json:"accept_latency"`
+	Commit       Latency    `json:"accepted_to_bank_commit"`
+	EarlyCommits int        `json:"commits_before_202_seen"`
+	CPUPer1k     CPU        `json:"cpu_seconds_per_1k"`
+	Cores        CPU        `json:"cores"`
+	BankRSSMiB   float64    `json:"bank_peak_rss_mib"`
+	StoreRSSMiB  float64    `json:"store_peak_rss_mib"`
+	ForeignCores float64    `json:"foreign_cores"`
+	RSSRun       *E2EResult `json:"rss_run,omitempty"`
+}
+
+// SystemMax is the end-to-end system's sustained maximum: purchases posted to the Store API by the closed-loop
+// clients while the relay delivers; the maximum is the smaller of the accepted and the delivered (Bank
+// commits) rates in the window.
+type SystemMax struct {
+	AcceptedTPS  float64 `json:"accepted_tps"`
+	DeliveredTPS float64 `json:"delivered_tps"`
+	TPS          float64 `json:"tps"`
+	CPUPer1k     CPU     `json:"cpu_seconds_per_1k"`
+	ForeignCores float64 `json:"foreign_cores"`
+}
+
+// storeSetup is a Bank database and a Store database, each on its own cluster of the chosen topology, as in
+// production (bank-db and store-db).
+type storeSetup struct {
+	bankCl, storeCl *cluster
+	bankDSN         string
+	storeDSN        string
+	bankAddr        string // where the Bank listens whenever it runs: the Store's BANK_URL
+}
+
+func (b *bench) newStoreSetup(ctx context.Context, topo string) (*storeSetup, error) {
+	s := &storeSetup{}
+	var err error
+	if s.bankCl, err = startCluster(ctx, b.dir, topo, b.cfg.Fsync, b.cfg.PgStats); err != nil {
+		return nil, err
+	}
+	if s.storeCl, err = startCluster(ctx, b.dir, topo, b.cfg.Fsync, b.cfg.PgStats); err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.bankDSN, err = s.bankCl.createBankDB(ctx, filepath.Join(b.bin, "bank"), "bank", b.cfg.Accounts); err != nil {
+		s.close()
+		return nil, err
+	}
+	if err := s.storeCl.primary.exec(ctx, "postgres", "CREATE DATABASE store"); err != nil {
+		s.close()
+		return nil, err
+	}
+	s.storeDSN = s.storeCl.primary.dsn("store")
+	cmd := exec.CommandContext(ctx, filepath.Join(b.bin, "store"), "migrate")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.storeDSN, "LOG_LEVEL=warn")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		s.close()
+		return nil, fmt.Errorf("store migrate: %w: %s", err, out)
+	}
+	port, err := freePort()
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.bankAddr = "127.0.0.1:" + strconv.Itoa(port)
+	return s, nil
+}
+
+func (s *storeSetup) close() {
+	for _, c := range []*cluster{s.bankCl, s.storeCl} {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+func (s *storeSetup) settle(ctx context.Context) error {
+	if err := s.bankCl.settle(ctx, "bank"); err != nil {
+		return err
+	}
+	return s.storeCl.settle(ctx, "store")
+}
+
+// startStore runs the Store command with the relay aimed at the Bank's address (up or not), generator off,
+// the relay's concurrency and batch equal to the benchmark's clients (as the Bank's pool), and the breaker's
+// open timeout at 1 s (so a drain does not start 10 s late).
+func (b *bench) startStore(ctx context.Context, s *storeSetup, name string) (*service, string, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	n := strconv.Itoa(b.cfg.Clients)
+	env := []string{"DATABASE_URL=" + s.storeDSN, "HTTP_ADDR=" + addr, "BANK_URL=https://" + s.bankAddr,
+		"BANK_CA_FILE=" + b.certs.CA, "BANK_CLIENT_CERT_FILE=" + b.certs.ClientCert,
+		"BANK_CLIENT_KEY_FILE=" + b.certs.ClientKey, "STORE_ID=bench-store", "GENERATOR_INTERVAL=0",
+		"DB_MAX_CONNS=" + n, "RELAY_CONCURRENCY=" + n, "RELAY_BATCH_SIZE=" + n, "BREAKER_OPEN_TIMEOUT=1s",
+		"LOG_LEVEL=warn", "SHUTDOWN_DRAIN_DELAY=0s"}
+	env = append(env, b.cfg.StoreEnv...)
+	st, err := startService("store", filepath.Join(b.bin, "store"), env, filepath.Join(b.dir, name+".log"))
+	if err != nil {
+		return nil, "", err
+	}
+	url := "http://" + addr
+	if err := st.waitReady(ctx, b.tlsCli, url+"/readyz"); err != nil {
+		st.kill()
+		return nil, "", err
+	}
+	return st, url, nil
+}
+
+func (b *bench) startBankAt(ctx context.Context, s *storeSetup, name string) (*service, string, error) {
+	return b.startBankAddr(ctx, s.bankDSN, name, s.bankAddr, b.cfg.Clients)
+}
+
+func (b *bench) storeParts(ctx context.Context, rep *Report) error {
+	topo := b.cfg.E2ETopology
+	b.logf("Store parts on %s (bank-db and store-db clusters): starting PostgreSQL", topologyLabel(topo))
+	s, err := b.newStoreSetup(ctx, topo)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+
+	if b.cfg.has(partDrain) {
+		d, err := b.drain(ctx, s, topo)
+		if err != nil {
+			return fmt.Errorf("drain: %w", err)
+		}
+		b.logf("  drain/bank = %.2f (CPU ratio %.2f)", d.Ratio, d.CPURatio)
+		rep.Drain = d
+	}
+	if b.cfg.has(partE2E) {
+		rate, basis := b.cfg.E2ERate, "-e2e-rate"
+		var sm *SystemMax
+		if rate <= 0 {
+			switch b.cfg.E2EMax {
+			case "bank":
+				ref, err := b.reference(ctx, s)
+				if err != nil {
+					return err
+				}
+				rate, basis = ref.TPS/2, "half the Bank's ingestion maximum"
+			default:
+				if sm, err = b.systemMax(ctx, s); err != nil {
+					return fmt.Errorf("end-to-end maximum: %w", err)
+				}
+				rate, basis = sm.TPS/2, "half the end-to-end sustained maximum"
+			}
+		}
+		e, err := b.e2e(ctx, s, topo, rate, b.cfg.E2EDuration)
+		if err != nil {
+			return fmt.Errorf("end to end: %w", err)
+		}
+		e.Basis, e.SystemMax = basis, sm
+		if rate != 1000 {
+			if e.RSSRun, err = b.e2e(ctx, s, topo, 1000, min(b.cfg.E2EDuration, 15*time.Second)); err != nil {
+				return fmt.Errorf("RSS run at 1000/s: %w", err)
+			}
+		}
+		rep.E2E = e
+	}
+	return nil
+}
+
+// reference measures the Bank's ingestion on the setup's Bank database (a fresh Bank process, the Store's
+// cluster idle).
+func (b *bench) reference(ctx context.Context, s *storeSetup) (Measure, error) {
+	bank, url, err := b.startBankAt(ctx, s, "bank-ref")
+	if err != nil {
+		return Measure{}, err
+	}
+	defer bank.stop()
+	if err := s.settle(ctx); err != nil {
+		return Measure{}, err
+	}
+	jobs, closeJobs := b.bankJobs(url)
+	defer closeJobs()
+	ref, err := b.measureGo(ctx, meter{clusters: []*cluster{s.bankCl}, services: []int{bank.pid()}}, jobs)
+	if err != nil {
+		return Measure{}, fmt.Errorf("reference ingestion: %w", err)
+	}
+	ref.Contender = "bank"
+	b.logf("  reference Bank ingestion %8.0f tx/s  p50 %.2f ms  p99 %.2f ms  other %.2f cores", ref.TPS,
+		ref.Latency.P50, ref.Latency.P99, ref.ForeignCores)
+	return ref, nil
+}
+
+// systemMax posts purchases with the closed-loop clients while the relay delivers, and measures the
+// accepted and delivered rates in the window; then it waits for the backlog to drain.
+func (b *bench) systemMax(ctx context.Context, s *storeSetup) (*SystemMax, error) {
+	bank, _, err := b.startBankAt(ctx, s, "bank-max")
+	if err != nil {
+		return nil, err
+	}
+	defer bank.stop()
+	st, storeURL, err := b.startStore(ctx, s, "store-max")
+	if err != nil {
+		return nil, err
+	}
+	defer st.stop()
+	if err := s.settle(ctx); err != nil {
+		return nil, err
+	}
+	var jobs []func(context.Context) error
+	var clients []*leanClient
+	for range b.cfg.Clients {
+		c := newLeanClient(storeURL, b.certs)
+		clients = append(clients, c)
+		jobs = append(jobs, func(ctx context.Context) error {
+			_, err := c.purchase(ctx, strconv.Itoa(rand.IntN(b.cfg.Accounts)+1), rand.Int64N(100)+1)
+			return err
+		})
+	}
+	m := meter{clusters: []*cluster{s.bankCl, s.storeCl}, services: []int{bank.pid(), st.pid()}}
+	acc, err := b.measureGo(ctx, m, jobs)
+	for _, c := range clients {
+		c.close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	t1 := time.Now()
+	t0 := t1.Add(-time.Duration(acc.Seconds * float64(time.Second)))
+	if err := waitEmptyOutbox(ctx, s.storeDSN, 10*time.Minute); err != nil {
+		return nil, err
+	}
+	delivered, err := count(ctx, s.bankDSN, `SELECT count(*) FROM transactions
+WHERE pg_xact_commit_timestamp(xmin) >= $1 AND pg_xact_commit_timestamp(xmin) < $2`, t0, t1)
+	if err != nil {
+		return nil, err
+	}
+	sm := &SystemMax{AcceptedTPS: acc.TPS, DeliveredTPS: float64(delivered) / acc.Seconds,
+		ForeignCores: acc.ForeignCores}
+	sm.TPS = min(sm.AcceptedTPS, sm.DeliveredTPS)
+	// CPU per purchase delivered.
+	k := acc.TPS / sm.TPS
+	sm.CPUPer1k = CPU{Service: acc.CPUPer1k.Service * k, Postgres: acc.CPUPer1k.Postgres * k,
+		Client: acc.CPUPer1k.Client * k, Total: acc.CPUPer1k.Total * k}
+	b.logf("  end-to-end maximum: accepted %.0f/s, delivered %.0f/s (other %.2f cores)", sm.AcceptedTPS,
+		sm.DeliveredTPS, sm.ForeignCores)
+	return sm, nil
+}
+
+// accumulate posts n purchases to the Store with the benchmark's clients, as fast as it accepts them.
+func (b *bench) accumulate(ctx context.Context, storeURL string, n int) (float64, error) {
+	var left atomic.Int64
+	left.Store(int64(n))
+	errs := &errorTally{}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range b.cfg.Clients {
+		c := newLeanClient(storeURL, b.certs)
+		wg.Go(func() {
+			defer c.close()
+			for left.Add(-1) >= 0 && ctx.Err() == nil {
+				if _, err := c.purchase(ctx, strconv.Itoa(rand.IntN(b.cfg.Accounts)+1), rand.Int64N(100)+1); err != nil {
+					errs.add(err)
+					left.Add(1)
+					if errs.n > 100 {
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if errs.n > 100 || ctx.Err() != nil {
+		return 0, fmt.Errorf("posting purchases: %d errors (%v) %w", errs.n, errs.first, ctx.Err())
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+func count(ctx context.Context, dsn, sql string, args ...any) (int64, error) {
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close(ctx)
+	var n int64
+	err = c.QueryRow(ctx, sql, args...).Scan(&n)
+	return n, err
+}
+
+// waitEmptyOutbox polls the Store's outbox (once a second: a count of a large outbox is not free) until it is
+// empty.
+func waitEmptyOutbox(ctx context.Context, dsn string, timeout time.Duration) error {
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	deadline := time.Now().Add(timeout)
+	for {
+		var n int64
+		if err := c.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("outbox still holds %d purchases after %s", n, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (b *bench) drain(ctx context.Context, s *storeSetup, topo string) (*DrainResult, error) {
+	before, err := b.reference(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	d, err := b.drainOnce(ctx, s, topo)
+	if err != nil {
+		return nil, err
+	}
+	after, err := b.reference(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	d.Bank = []Measure{before, after}
+	d.BankTPS = (before.TPS + after.TPS) / 2
+	d.Ratio = d.TPS / d.BankTPS
+	d.CPURatio = (before.CPUPer1k.Total + after.CPUPer1k.Total) / 2 / d.CPUPer1k.Total
+	return d, nil
+}
+
+func (b *bench) drainOnce(ctx context.Context, s *storeSetup, topo string) (*DrainResult, error) {
+	n := b.cfg.DrainN
+	st, storeURL, err := b.startStore(ctx, s, "store-drain")
+	if err != nil {
+		return nil, err
+	}
+	defer st.stop()
+	b.logf("  accumulating %d purchases while the Bank is down", n)
+	acc, err := b.accumulate(ctx, storeURL, n)
+	if err != nil {
+		return nil, err
+	}
+	pending, err := count(ctx, s.storeDSN, `SELECT count(*) FROM outbox`)
+	if err != nil {
+		return nil, err
+	}
+	if pending != int64(n) {
+		return nil, fmt.Errorf("%d purchases pending, want %d", pending, n)
+	}
+	if b.cfg.PgStats {
+		if err := s.bankCl.resetStatements(ctx, "bank"); err != nil {
+			return nil, err
+		}
+		if err := s.storeCl.resetStatements(ctx, "store"); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.settle(ctx); err != nil {
+		return nil, err
+	}
+	b.logf("  %d pending (accepted at %.0f/s); starting the Bank", n, acc)
+	m := meter{clusters: []*cluster{s.bankCl, s.storeCl}, services: []int{st.pid()}}
+	r0 := m.read()
+	bankStart := time.Now()
+	bank, _, err := b.startBankAt(ctx, s, "bank-drain")
+	if err != nil {
+		return nil, err
+	}
+	defer bank.stop()
+	m.services = append(m.services, bank.pid())
+	// The Bank's CPU before r0 is zero: it did not exist.
+	if err := waitEmptyOutbox(ctx, s.storeDSN, 30*time.Minute); err != nil {
+		return nil, err
+	}
+	r1 := m.read()
+	d := &DrainResult{Topology: topo, Purchases: n, AccumulateTPS: acc}
+	// The window from the data: first Bank commit, last outcome the Store recorded.
+	c, err := pgx.Connect(ctx, s.bankDSN)
+	if err != nil {
+		return nil, err
+	}
+	var first time.Time
+	err = c.QueryRow(ctx, `SELECT min(pg_xact_commit_timestamp(xmin)) FROM transactions WHERE store_id = 'bench-store'`).
+		Scan(&first)
+	c.Close(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err = pgx.Connect(ctx, s.storeDSN)
+	if err != nil {
+		return nil, err
+	}
+	var last time.Time
+	var done int64
+	err = c.QueryRow(ctx, `SELECT max(completed_at), count(*) FROM purchases WHERE status <> 'pending'`).Scan(&last, &done)
+	c.Close(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.Drained = int(done)
+	d.Seconds = last.Sub(first).Seconds()
+	d.TimeToDrain = last.Sub(bankStart).Seconds()
+	d.TPS = float64(done) / d.Seconds
+	var mm Measure
+	mm.fill(r0, r1, int(done))
+	// r0→r1 also holds the Bank's start-up and up to a second of idle polling: the CPU per purchase is a
+	// slight over-estimate.
+	d.CPUPer1k, d.Cores, d.ForeignCores = mm.CPUPer1k, mm.Cores, mm.ForeignCores
+	if d.BankRSSMiB, err = peakRSS(bank.pid()); err != nil {
+		return nil, err
+	}
+	if d.StoreRSSMiB, err = peakRSS(st.pid()); err != nil {
+		return nil, err
+	}
+	if b.cfg.PgStats {
+		for _, x := range []struct {
+			c  *cluster
+			db string
+		}{{s.bankCl, "bank"}, {s.storeCl, "store"}} {
+			top, err := x.c.topStatements(ctx, x.db, 8)
+			if err != nil {
+				return nil, err
+			}
+			b.logf("  drain, top statements of %s:\n%s", x.db, top)
+		}
+	}
+	b.logf("  drained %d in %.1f s (%.1f s from Bank start): %.0f tx/s; Bank %.1f MiB, Store %.1f MiB", done,
+		d.Seconds, d.TimeToDrain, d.TPS, d.BankRSSMiB, d.StoreRSSMiB)
+	return d, nil
+}
+
+// e2e offers purchases to the Store at rate for d (open loop), then measures from each 202 to the Bank's
+// commit of the transaction. Fresh Bank and Store processes, so their peak RSS is this run's.
+func (b *bench) e2e(ctx context.Context, s *storeSetup, topo string, rate float64, d time.Duration) (*E2EResult,
+	error) {
+	bank, _, err := b.startBankAt(ctx, s, fmt.Sprintf("bank-e2e-%.0f", rate))
+	if err != nil {
+		return nil, err
+	}
+	defer bank.stop()
+	st, storeURL, err := b.startStore(ctx, s, fmt.Sprintf("store-e2e-%.0f", rate))
+	if err != nil {
+		return nil, err
+	}
+	defer st.stop()
+	if err := s.settle(ctx); err != nil {
+		return nil, err
+	}
+	b.logf("  end to end: %.0f purchases/s for %s", rate, d)
+	type accepted struct {
+		id string
+		at time.Time
+	}
+	var mu sync.Mutex
+	var got []accepted
+	pool := make(chan *leanClient, 1024)
+	m := meter{clusters: []*cluster{s.bankCl, s.storeCl}, services: []int{bank.pid(), st.pid()}}
+	r0 := m.read()
+	all, errs := openLoop(ctx, rate, time.Now().Add(d), 1024, func(ctx context.Context) error {
+		var c *leanClient
+		select {
+		case c = <-pool:
+		default:
+			c = newLeanClient(storeURL, b.certs)
+		}
+		id, err := c.purchase(ctx, strconv.Itoa(rand.IntN(b.cfg.Accounts)+1), rand.Int64N(100)+1)
+		at := time.Now()
+		select {
+		case pool <- c:
+		default:
+			c.close()
+		}
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		got = append(got, accepted{id, at})
+		mu.Unlock()
+		return nil
+	})
+	if err := waitEmptyOutbox(ctx, s.storeDSN, 10*time.Minute); err != nil {
+		return nil, err
+	}
+	r1 := m.read()
+	close(pool)
+	for c := range pool {
+		c.close()
+	}
+	e := &E2EResult{Topology: topo, Rate: rate, Accepted: len(got), Errors: errs.n, Accept: summarise(latencies(all))}
+	ids := make([]string, len(got))
+	for i, a := range got {
+		ids[i] = a.id
+	}
+	c, err := pgx.Connect(ctx, s.bankDSN)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.Query(ctx, `SELECT id::text, pg_xact_commit_timestamp(xmin) FROM transactions WHERE id = ANY($1::uuid[])`, ids)
+	if err != nil {
+		c.Close(ctx)
+		return nil, err
+	}
+	committed := map[string]time.Time{}
+	for rows.Next() {
+		var id string
+		var at time.Time
+		if err := rows.Scan(&id, &at); err != nil {
+			c.Close(ctx)
+			return nil, err
+		}
+		committed[id] = at
+	}
+	c.Close(ctx)
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var lat []time.Duration
+	for _, a := range got {
+		at, ok := committed[a.id]
+		if !ok {
+			continue
+		}
+		l := at.Sub(a.at)
+		if l < 0 {
+			e.EarlyCommits++
+			l = 0
+		}
+		lat = append(lat, l)
+	}
+	e.Delivered = len(lat)
+	e.Commit = summarise(lat)
+	var mm Measure
+	mm.fill(r0, r1, max(e.Delivered, 1))
+	e.CPUPer1k, e.Cores, e.ForeignCores = mm.CPUPer1k, mm.Cores, mm.ForeignCores
+	if e.BankRSSMiB, err = peakRSS(bank.pid()); err != nil {
+		return nil, err
+	}
+	if e.StoreRSSMiB, err = peakRSS(st.pid()); err != nil {
+		return nil, err
+	}
+	b.logf("    accepted %d (errors %d: %v), delivered %d; 202 p50 %.2f p99 %.2f ms; 202→commit p50 %.2f p99 %.2f "+
+		"max %.2f ms; Bank %.1f MiB, Store %.1f MiB", e.Accepted, e.Errors, errs.first, e.Delivered, e.Accept.P50,
+		e.Accept.P99, e.Commit.P50, e.Commit.P99, e.Commit.Max, e.BankRSSMiB, e.StoreRSSMiB)
+	if e.Delivered != e.Accepted {
+		return nil, fmt.Errorf("%d purchases accepted but %d reached the Bank", e.Accepted, e.Delivered)
+	}
+	return e, nil
+}
