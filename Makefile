@@ -13,6 +13,9 @@ MOCKGEN       := $(TOOLS_DIR)/mockgen-$(MOCKGEN_VER)/mockgen
 ACTIONLINT    := $(TOOLS_DIR)/actionlint-$(ACTIONLINT_VER)/actionlint
 COMMANDS      := bank store txaudit
 FUZZTIME      ?= 60s
+LAB_DURATION  ?= 2m
+LAB_SEED      ?= 1
+LAB_RATE      ?= 50
 
 .PHONY: help
 help: ## list the targets
@@ -34,6 +37,11 @@ test-go: ## Go unit + integration tests (starts throwaway PostgreSQL servers; fu
 test-manifests: ## render and validate every Kubernetes/Istio/Flux/Flagger/CNPG manifest offline
 	@if [ -f test/manifests/go.mod ]; then cd test/manifests && $(GO) test -count=1 -timeout 15m ./...; \
 	else echo "test/manifests not present yet"; fi
+
+.PHONY: lab
+lab: ## HA lab: faults + kill -9 of the bank-db primary, sync standby vs negative control (LAB_DURATION, LAB_SEED, LAB_RATE, LAB_ARGS)
+	CGO_ENABLED=0 $(GO) build -o bin/ $(addprefix ./src/cmd/,$(COMMANDS)) ./test/lab/cmd/lab
+	./bin/lab -duration $(LAB_DURATION) -seed $(LAB_SEED) -rate $(LAB_RATE) $(LAB_ARGS)
 
 .PHONY: fuzz
 fuzz: ## explore the request decoder with the fuzzer (FUZZTIME=60s)
