@@ -25,9 +25,9 @@ import (
 
 	"github.com/txmesh/txmesh/src/internal/bankclient"
 	"github.com/txmesh/txmesh/src/internal/payment"
-	"github.com/txmesh/txmesh/src/internal/pglocal"
 	"github.com/txmesh/txmesh/src/internal/pgtest"
-	"github.com/txmesh/txmesh/src/internal/pki"
+	"github.com/txmesh/txmesh/src/localenv/pglocal"
+	"github.com/txmesh/txmesh/src/localenv/pki"
 )
 
 // Integration tests of the bank command: a real PostgreSQL, the real program, real HTTPS with client

@@ -25,8 +25,8 @@ import (
 	"time"
 
 	"github.com/txmesh/txmesh/src/internal/bankclient"
-	"github.com/txmesh/txmesh/src/internal/pglocal"
-	"github.com/txmesh/txmesh/src/internal/pki"
+	"github.com/txmesh/txmesh/src/localenv/pglocal"
+	"github.com/txmesh/txmesh/src/localenv/pki"
 )
 
 func main() {

@@ -17,9 +17,9 @@ import (
 	"github.com/txmesh/txmesh/src/internal/bankclient"
 	"github.com/txmesh/txmesh/src/internal/payment"
 	"github.com/txmesh/txmesh/src/internal/pgtest"
-	"github.com/txmesh/txmesh/src/internal/pki"
 	"github.com/txmesh/txmesh/src/internal/postgres"
 	"github.com/txmesh/txmesh/src/internal/web"
+	"github.com/txmesh/txmesh/src/localenv/pki"
 )
 
 // BenchmarkPostTransactionMTLS is the profiling harness of docs/performance.md: a real Bank (web.Serve with

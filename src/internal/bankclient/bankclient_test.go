@@ -15,7 +15,7 @@ import (
 
 	"github.com/txmesh/txmesh/src/internal/bankclient"
 	"github.com/txmesh/txmesh/src/internal/payment"
-	"github.com/txmesh/txmesh/src/internal/pki"
+	"github.com/txmesh/txmesh/src/localenv/pki"
 )
 
 var tx = payment.Transaction{ID: uuid.New(), StoreID: "s", AccountID: "ACC-000001", Amount: 5, Currency: "EUR",

@@ -25,9 +25,9 @@ import (
 	"github.com/txmesh/txmesh/src/internal/bankclient"
 	"github.com/txmesh/txmesh/src/internal/payment"
 	"github.com/txmesh/txmesh/src/internal/pgtest"
-	"github.com/txmesh/txmesh/src/internal/pki"
 	"github.com/txmesh/txmesh/src/internal/postgres"
 	"github.com/txmesh/txmesh/src/internal/web"
+	"github.com/txmesh/txmesh/src/localenv/pki"
 )
 
 // Options shape the Bank's seed.

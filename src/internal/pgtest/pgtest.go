@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txmesh/txmesh/src/internal/pglocal"
+	"github.com/txmesh/txmesh/src/localenv/pglocal"
 )
 
 var (
