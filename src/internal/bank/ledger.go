@@ -5,6 +5,7 @@ package bank
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -15,6 +16,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/gorm"
 
 	"github.com/txmesh/txmesh/src/internal/payment"
@@ -155,19 +159,12 @@ func (accountRow) TableName() string { return "accounts" }
 // Process implements Ledger.
 func (r *Repository) Process(ctx context.Context, tx payment.Transaction) (payment.Result, bool, error) {
 	tx = tx.Normalize()
-	var res payment.Result
-	var status, reason string
-	// [16]byte: pgx encodes it natively; uuid.UUID would go through its driver.Valuer fallback, which costs an
-	// fmt.Errorf per statement.
-	err := r.db.ConnPool.QueryRowContext(ctx, processPositional,
-		[16]byte(tx.ID), tx.StoreID, tx.AccountID, tx.Amount, tx.Currency, tx.CreatedAt).
-		Scan(&res.ID, &status, &reason, &res.ProcessedAt)
+	res, inserted, err := r.process(ctx, tx)
 	switch {
-	case err == nil:
-		res.Status, res.Reason, res.ProcessedAt = payment.Status(status), payment.Reason(reason), res.ProcessedAt.UTC()
-		return res, true, nil
-	case !errors.Is(err, sql.ErrNoRows):
+	case err != nil:
 		return payment.Result{}, false, fmt.Errorf("process transaction %s: %w", tx.ID, err)
+	case inserted:
+		return res, true, nil
 	}
 	// The id exists already: a replay (same fields → the stored result) or a conflict.
 	stored, err := r.Transaction(ctx, tx.ID)
@@ -181,6 +178,62 @@ func (r *Repository) Process(ctx context.Context, tx payment.Transaction) (payme
 		return payment.Result{}, false, ErrConflict
 	}
 	return stored.Result(), false, nil
+}
+
+// process runs processSQL on a pooled connection. The pool wait honours ctx (a client that gives up stops
+// waiting); the statement itself runs detached from it: with a cancellable context, database/sql and pgx
+// 5.7 each start a goroutine per statement only to watch the context, which cost more than the rest of the
+// statement's Go side (docs/performance.md). A detached statement is one short transaction that commits or
+// fails by itself; a client that gave up retries and gets the stored result. As database/sql does, a
+// statement that surely never reached the server (a stale pooled connection) is retried on another
+// connection. inserted is false when the id existed already.
+func (r *Repository) process(ctx context.Context, tx payment.Transaction) (payment.Result, bool, error) {
+	sqlDB, ok := r.db.ConnPool.(*sql.DB)
+	if !ok {
+		return payment.Result{}, false, fmt.Errorf("bank: repository needs a *sql.DB pool, got %T", r.db.ConnPool)
+	}
+	for attempt := 1; ; attempt++ {
+		res, inserted, err := processOn(ctx, sqlDB, tx)
+		if err != nil && errors.Is(err, driver.ErrBadConn) && attempt < 3 && ctx.Err() == nil {
+			continue
+		}
+		return res, inserted, err
+	}
+}
+
+func processOn(ctx context.Context, sqlDB *sql.DB, tx payment.Transaction) (res payment.Result, inserted bool,
+	err error) {
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return payment.Result{}, false, err
+	}
+	defer conn.Close()
+	var id [16]byte
+	var status, reason string
+	err = conn.Raw(func(dc any) error {
+		c, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("bank: driver connection is %T, not pgx", dc)
+		}
+		// [16]byte: pgx encodes it natively; uuid.UUID would take its driver.Valuer fallback, which costs an
+		// fmt.Errorf per statement.
+		err := c.Conn().QueryRow(context.WithoutCancel(ctx), processPositional,
+			[16]byte(tx.ID), tx.StoreID, tx.AccountID, tx.Amount, tx.Currency, tx.CreatedAt).
+			Scan(&id, &status, &reason, &res.ProcessedAt)
+		if err != nil && pgconn.SafeToRetry(err) {
+			return fmt.Errorf("%w: %w", driver.ErrBadConn, err) // database/sql discards the connection
+		}
+		return err
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return payment.Result{}, false, nil
+	case err != nil:
+		return payment.Result{}, false, err
+	}
+	res.ID, res.Status, res.Reason, res.ProcessedAt = id, payment.Status(status), payment.Reason(reason),
+		res.ProcessedAt.UTC()
+	return res, true, nil
 }
 
 // Transaction implements Ledger.
