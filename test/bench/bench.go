@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/txmesh/txmesh/src/localenv/pglocal"
 )
 
 type bench struct {
@@ -114,7 +116,7 @@ type Target struct {
 func (b *bench) run(ctx context.Context) (*Report, error) {
 	rep := &Report{Started: time.Now().UTC(), Config: b.cfg, Host: Host{Cores: runtime.NumCPU(),
 		GoVersion: runtime.Version(), LoadBefore: loadAvg()}}
-	if bin, err := pgBinDir(); err == nil {
+	if bin, err := pglocal.BinDir(); err == nil {
 		rep.Host.PostgreSQL = filepath.Base(filepath.Dir(bin))
 	}
 	if b.cfg.has(partIngest) {
@@ -300,7 +302,7 @@ func median(v []float64) float64 {
 
 // startBank runs the Bank command on dsn with mTLS and DB_MAX_CONNS = maxConns, on a free port.
 func (b *bench) startBank(ctx context.Context, dsn, name string, maxConns int) (*service, string, error) {
-	port, err := freePort()
+	port, err := pglocal.FreePort()
 	if err != nil {
 		return nil, "", err
 	}
@@ -431,7 +433,7 @@ func fmtRatios(v []float64) []string {
 
 func (b *bench) measurePgbench(ctx context.Context, cl *cluster, db string) (Measure, error) {
 	total := b.cfg.Warmup + b.cfg.Duration + 500*time.Millisecond
-	run, err := startPgbench(ctx, b.dir, pgbenchScript(b.bankSQL, b.cfg.Accounts), cl.primary.port, db,
+	run, err := startPgbench(ctx, b.dir, pgbenchScript(b.bankSQL, b.cfg.Accounts), cl.primary.Port(), db,
 		b.cfg.Clients, b.cfg.PgbenchThreads, total, b.cfg.PgbenchArgs)
 	if err != nil {
 		return Measure{}, err

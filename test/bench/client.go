@@ -6,16 +6,46 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/txmesh/txmesh/src/localenv/pki"
 )
+
+// certFiles are the PEM files pki.Write made, with the CA pool and client certificate loaded.
+type certFiles struct {
+	pki.Files
+	pool   *x509.CertPool
+	client tls.Certificate
+}
+
+func writeCerts(dir string) (certFiles, error) {
+	f, err := pki.Write(dir, "store", "127.0.0.1", "localhost")
+	if err != nil {
+		return certFiles{}, err
+	}
+	c := certFiles{Files: f, pool: x509.NewCertPool()}
+	ca, err := os.ReadFile(f.CA)
+	if err != nil {
+		return certFiles{}, err
+	}
+	if !c.pool.AppendCertsFromPEM(ca) {
+		return certFiles{}, fmt.Errorf("%s holds no certificate", f.CA)
+	}
+	if c.client, err = tls.LoadX509KeyPair(f.ClientCert, f.ClientKey); err != nil {
+		return certFiles{}, err
+	}
+	return c, nil
+}
 
 // httpClient speaks mTLS to the Bank the way the Store's bankclient does: keep-alive connections (up to
 // maxConns, all kept idle between requests), TLS session resumption, TLS 1.2+.

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/txmesh/txmesh/src/localenv/pglocal"
 )
 
 // Topology names.
@@ -28,8 +31,8 @@ func topologyLabel(name string) string {
 // cluster is one throwaway PostgreSQL "cluster": a primary and, for topoSync, a synchronous standby.
 type cluster struct {
 	topology string
-	primary  *pgServer
-	standby  *pgServer
+	primary  *pglocal.Server
+	standby  *pglocal.Server
 	pids     []int // postmasters, for CPU accounting
 }
 
@@ -56,33 +59,65 @@ func startCluster(ctx context.Context, dir, topology string, fsync, pgStats bool
 		settings["shared_preload_libraries"] = "pg_stat_statements"
 		settings["pg_stat_statements.track"] = "all"
 	}
-	p, err := startPrimary(ctx, dir, settings)
+	p, err := pglocal.Start(ctx, pglocal.Options{Dir: mkdir(dir, "pg-"), Settings: settings})
 	if err != nil {
 		return nil, fmt.Errorf("start primary: %w", err)
 	}
-	c := &cluster{topology: topology, primary: p, pids: []int{p.pid()}}
+	c := &cluster{topology: topology, primary: p}
 	if topology == topoSync {
-		if c.standby, err = startStandby(ctx, p, dir, "standby1", settings); err != nil {
+		if c.standby, err = p.Standby(ctx, "standby1", pglocal.Options{Dir: mkdir(dir, "pg-"), Settings: settings}); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("start standby: %w", err)
 		}
-		c.pids = append(c.pids, c.standby.pid())
 		// CNPG's `synchronous: {method: any, number: 1}` with synchronous_commit = on (remote flush).
-		if err := p.exec(ctx, "postgres", `ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (standby1)'`,
-			`SELECT pg_reload_conf()`); err != nil {
-			c.Close()
-			return nil, err
+		for _, q := range []string{`ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (standby1)'`,
+			`SELECT pg_reload_conf()`} {
+			if err := p.Exec(ctx, "postgres", q); err != nil {
+				c.Close()
+				return nil, err
+			}
 		}
 		if err := c.waitSync(ctx); err != nil {
 			c.Close()
 			return nil, err
 		}
 	}
+	for _, s := range []*pglocal.Server{c.primary, c.standby} {
+		if s == nil {
+			continue
+		}
+		pid, err := postmasterPID(filepath.Join(s.Dir(), "data"))
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.pids = append(c.pids, pid)
+	}
 	return c, nil
 }
 
+// mkdir returns a new directory path under dir (pglocal creates it).
+func mkdir(dir, prefix string) string {
+	d, err := os.MkdirTemp(dir, prefix)
+	if err != nil {
+		return "" // pglocal makes its own temporary directory
+	}
+	_ = os.Remove(d)
+	return d
+}
+
+// postmasterPID reads the first line of a data directory's postmaster.pid.
+func postmasterPID(dataDir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strconv.Atoi(strings.TrimSpace(line))
+}
+
 func (c *cluster) waitSync(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, c.primary.dsn("postgres"))
+	conn, err := pgx.Connect(ctx, c.primary.DSN("postgres"))
 	if err != nil {
 		return err
 	}
@@ -107,10 +142,10 @@ func (c *cluster) cpu() float64 { return treeCPU(c.pids...) }
 
 func (c *cluster) Close() {
 	if c.standby != nil {
-		c.standby.close()
+		_ = c.standby.Close()
 	}
 	if c.primary != nil {
-		c.primary.close()
+		_ = c.primary.Close()
 	}
 }
 
@@ -118,16 +153,16 @@ func (c *cluster) Close() {
 // seeds accounts "1" … "n" (valid Bank account ids that pgbench can draw as integers) with a balance no
 // benchmark can exhaust, so every transaction is an approval that debits.
 func (c *cluster) createBankDB(ctx context.Context, bankBin, name string, accounts int) (string, error) {
-	if err := c.primary.exec(ctx, "postgres", "CREATE DATABASE "+name); err != nil {
+	if err := c.primary.CreateDatabase(ctx, name); err != nil {
 		return "", err
 	}
-	dsn := c.primary.dsn(name)
+	dsn := c.primary.DSN(name)
 	cmd := exec.CommandContext(ctx, bankBin, "migrate")
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn, "LOG_LEVEL=warn")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("bank migrate: %w: %s", err, out)
 	}
-	if err := c.primary.exec(ctx, name, `
+	if err := c.primary.Exec(ctx, name, `
 INSERT INTO accounts (id, currency, balance, initial_balance)
 SELECT g::text, 'EUR', 1000000000000000, 1000000000000000 FROM generate_series(1, `+strconv.Itoa(accounts)+`) AS g`); err != nil {
 		return "", fmt.Errorf("seed accounts: %w", err)
@@ -138,11 +173,13 @@ SELECT g::text, 'EUR', 1000000000000000, 1000000000000000 FROM generate_series(1
 // settle runs before every measured phase: the same starting point for each contender (statistics fresh,
 // dirty pages flushed, so neither pays for the other's checkpoint).
 func (c *cluster) settle(ctx context.Context, db string) error {
-	if err := c.primary.exec(ctx, db, "VACUUM ANALYZE", "CHECKPOINT"); err != nil {
-		return err
+	for _, q := range []string{"VACUUM ANALYZE", "CHECKPOINT"} {
+		if err := c.primary.Exec(ctx, db, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
 	}
 	if c.standby != nil {
-		if err := c.standby.exec(ctx, db, "CHECKPOINT"); err != nil {
+		if err := c.standby.Exec(ctx, db, "CHECKPOINT"); err != nil {
 			return fmt.Errorf("standby CHECKPOINT: %w", err)
 		}
 	}
@@ -151,7 +188,7 @@ func (c *cluster) settle(ctx context.Context, db string) error {
 
 // topStatements returns db's most expensive statements by total execution time (needs -pg-stats).
 func (c *cluster) topStatements(ctx context.Context, db string, n int) (string, error) {
-	conn, err := pgx.Connect(ctx, c.primary.dsn(db))
+	conn, err := pgx.Connect(ctx, c.primary.DSN(db))
 	if err != nil {
 		return "", err
 	}
@@ -184,5 +221,8 @@ WHERE d.datname = $1 ORDER BY total_exec_time DESC LIMIT $2`, db, n)
 
 // resetStatements clears pg_stat_statements (needs -pg-stats).
 func (c *cluster) resetStatements(ctx context.Context, db string) error {
-	return c.primary.exec(ctx, db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements", "SELECT pg_stat_statements_reset()")
+	if err := c.primary.Exec(ctx, db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
+		return err
+	}
+	return c.primary.Exec(ctx, db, "SELECT pg_stat_statements_reset()")
 }

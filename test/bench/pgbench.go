@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/txmesh/txmesh/src/localenv/pglocal"
 )
 
 var namedParam = regexp.MustCompile(`@([a-z_]+)`)
@@ -41,7 +43,7 @@ type pgbenchRun struct {
 
 func startPgbench(ctx context.Context, dir, script string, port int, db string, clients, threads int,
 	d time.Duration, extra []string) (*pgbenchRun, error) {
-	bin, err := pgBinDir()
+	bin, err := pglocal.BinDir()
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +61,7 @@ func startPgbench(ctx context.Context, dir, script string, port int, db string, 
 		"-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads), "-T", strconv.Itoa(secs),
 		"-f", file, "-l", "--log-prefix", filepath.Join(logDir, "pgb"),
 		"-D", "store=bench", "-D", "currency=EUR", "-D", "created=" + time.Now().UTC().Format(time.RFC3339Nano),
-		"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", superuser}
+		"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", pglocal.Superuser}
 	args = append(append(args, extra...), db)
 	r.cmd = exec.CommandContext(ctx, filepath.Join(bin, "pgbench"), args...)
 	r.cmd.Dir = logDir

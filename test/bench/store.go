@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/txmesh/txmesh/src/localenv/pglocal"
 )
 
 // DrainResult is part 3.
@@ -100,18 +102,18 @@ func (b *bench) newStoreSetup(ctx context.Context, topo string) (*storeSetup, er
 		s.close()
 		return nil, err
 	}
-	if err := s.storeCl.primary.exec(ctx, "postgres", "CREATE DATABASE store"); err != nil {
+	if err := s.storeCl.primary.CreateDatabase(ctx, "store"); err != nil {
 		s.close()
 		return nil, err
 	}
-	s.storeDSN = s.storeCl.primary.dsn("store")
+	s.storeDSN = s.storeCl.primary.DSN("store")
 	cmd := exec.CommandContext(ctx, filepath.Join(b.bin, "store"), "migrate")
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.storeDSN, "LOG_LEVEL=warn")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		s.close()
 		return nil, fmt.Errorf("store migrate: %w: %s", err, out)
 	}
-	port, err := freePort()
+	port, err := pglocal.FreePort()
 	if err != nil {
 		s.close()
 		return nil, err
@@ -139,7 +141,7 @@ func (s *storeSetup) settle(ctx context.Context) error {
 // the relay's concurrency and batch equal to the benchmark's clients (as the Bank's pool), and the breaker's
 // open timeout at 1 s (so a drain does not start 10 s late).
 func (b *bench) startStore(ctx context.Context, s *storeSetup, name string) (*service, string, error) {
-	port, err := freePort()
+	port, err := pglocal.FreePort()
 	if err != nil {
 		return nil, "", err
 	}
