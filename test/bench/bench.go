@@ -245,6 +245,9 @@ type IngestResult struct {
 	// cross-check that other processes' varying load does not move much.
 	CPURatio   float64 `json:"cpu_ratio"`
 	BankRSSMiB float64 `json:"bank_peak_rss_mib"`
+	// NoisyRounds counts rounds kept although other processes used more than -max-foreign cores in them
+	// (after -retries attempts).
+	NoisyRounds int `json:"noisy_rounds"`
 }
 
 // Summary holds the medians over rounds.
@@ -370,37 +373,28 @@ func (b *bench) ingest(ctx context.Context, topo string) (*IngestResult, error) 
 	defer bank.stop()
 	res := &IngestResult{Topology: topo, Label: topologyLabel(topo)}
 	for round := 1; round <= b.cfg.Rounds; round++ {
-		order := []string{"pgbench", "bank"}
-		if round%2 == 0 {
-			slices.Reverse(order)
-		}
-		var tps = map[string]float64{}
-		for _, who := range order {
-			if err := cl.settle(ctx, db); err != nil {
+		var best []Measure
+		for attempt := 0; attempt <= b.cfg.Retries; attempt++ {
+			pair, err := b.ingestRound(ctx, cl, db, round, url, bank)
+			if err != nil {
 				return nil, err
 			}
-			var m Measure
-			var err error
-			if who == "pgbench" {
-				m, err = b.measurePgbench(ctx, cl, db)
-			} else {
-				jobs, closeJobs := b.bankJobs(url)
-				m, err = b.measureGo(ctx, meter{clusters: []*cluster{cl}, services: []int{bank.pid()}}, jobs)
-				closeJobs()
+			if best == nil || noise(pair) < noise(best) {
+				best = pair
 			}
-			if err != nil {
-				return nil, fmt.Errorf("round %d, %s: %w", round, who, err)
+			if noise(pair) <= b.cfg.MaxForeign {
+				break
 			}
-			m.Contender, m.Round = who, round
-			tps[who] = m.TPS
-			res.Rounds = append(res.Rounds, m)
-			b.logf("  round %d %-8s %8.0f tx/s  p50 %6.2f ms  p99 %6.2f ms  cores: svc %.2f pg %.2f client %.2f "+
-				"other %.2f  errors %d", round, who, m.TPS, m.Latency.P50, m.Latency.P99, m.Cores.Service,
-				m.Cores.Postgres, m.Cores.Client, m.ForeignCores, m.Errors)
+			if attempt < b.cfg.Retries {
+				b.logf("  round %d: other processes used %.2f cores (> %.2f): running it again", round, noise(pair),
+					b.cfg.MaxForeign)
+			}
 		}
-		if tps["pgbench"] > 0 {
-			res.RoundRatios = append(res.RoundRatios, tps["bank"]/tps["pgbench"])
+		if noise(best) > b.cfg.MaxForeign {
+			res.NoisyRounds++
 		}
+		res.Rounds = append(res.Rounds, best...)
+		res.RoundRatios = append(res.RoundRatios, best[1].TPS/best[0].TPS)
 	}
 	var pg, bk []Measure
 	for _, m := range res.Rounds {
@@ -421,6 +415,49 @@ func (b *bench) ingest(ctx context.Context, topo string) (*IngestResult, error) 
 	b.logf("  bank/pgbench = %.2f (rounds %v; CPU ratio %.2f), bank peak RSS %.1f MiB", res.Ratio,
 		fmtRatios(res.RoundRatios), res.CPURatio, res.BankRSSMiB)
 	return res, nil
+}
+
+// noise is the most CPU other processes used during a round's windows, in cores.
+func noise(pair []Measure) float64 {
+	n := 0.0
+	for _, m := range pair {
+		n = max(n, m.ForeignCores)
+	}
+	return n
+}
+
+// ingestRound measures pgbench and the Bank once each, in the round's order (odd rounds pgbench first); it
+// returns them as [pgbench, bank].
+func (b *bench) ingestRound(ctx context.Context, cl *cluster, db string, round int, url string,
+	bank *service) ([]Measure, error) {
+	order := []string{"pgbench", "bank"}
+	if round%2 == 0 {
+		slices.Reverse(order)
+	}
+	got := map[string]Measure{}
+	for _, who := range order {
+		if err := cl.settle(ctx, db); err != nil {
+			return nil, err
+		}
+		var m Measure
+		var err error
+		if who == "pgbench" {
+			m, err = b.measurePgbench(ctx, cl, db)
+		} else {
+			jobs, closeJobs := b.bankJobs(url)
+			m, err = b.measureGo(ctx, meter{clusters: []*cluster{cl}, services: []int{bank.pid()}}, jobs)
+			closeJobs()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("round %d, %s: %w", round, who, err)
+		}
+		m.Contender, m.Round = who, round
+		got[who] = m
+		b.logf("  round %d %-8s %8.0f tx/s  p50 %6.2f ms  p99 %6.2f ms  cores: svc %.2f pg %.2f client %.2f "+
+			"other %.2f  errors %d", round, who, m.TPS, m.Latency.P50, m.Latency.P99, m.Cores.Service,
+			m.Cores.Postgres, m.Cores.Client, m.ForeignCores, m.Errors)
+	}
+	return []Measure{got["pgbench"], got["bank"]}, nil
 }
 
 func fmtRatios(v []float64) []string {

@@ -64,6 +64,8 @@ type Config struct {
 	PgbenchArgs    []string      `json:"pgbench_args,omitempty"`
 	StoreEnv       []string      `json:"store_env,omitempty"`
 	PgStats        bool          `json:"pg_stat_statements,omitempty"`
+	MaxForeign     float64       `json:"max_foreign_cores"`
+	Retries        int           `json:"round_retries"`
 	Out            string        `json:"-"`
 	Keep           bool          `json:"-"`
 	Quiet          bool          `json:"-"`
@@ -93,6 +95,8 @@ func parse(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&storeEnv, "store-env", "", "extra environment of the Store process, comma-separated (e.g. RELAY_BATCH_SIZE=64)")
 	fs.StringVar(&pgbenchArgs, "pgbench-args", "", "extra pgbench arguments, comma-separated (exploration, e.g. -R,3000)")
 	fs.StringVar(&c.Out, "out", "bench-results", "directory for bench.json and bench.md")
+	fs.Float64Var(&c.MaxForeign, "max-foreign", 0.25, "a round whose windows saw other processes use more CPU than this (cores) is run again")
+	fs.IntVar(&c.Retries, "retries", 2, "how many times a noisy round is run again (the quietest attempt is kept)")
 	fs.BoolVar(&c.PgStats, "pg-stats", false, "load pg_stat_statements on every server and print each database's top statements after each part (diagnosis)")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the working directory (logs, pgbench scripts)")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress lines")

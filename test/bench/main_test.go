@@ -21,7 +21,7 @@ func TestSmoke(t *testing.T) {
 	defer cancel()
 	args := []string{"-topologies", "single", "-rounds", "1", "-duration", "1s", "-warmup", "300ms",
 		"-clients", "2", "-accounts", "10", "-drain", "200", "-e2e-duration", "1s", "-e2e-topology", "single",
-		"-out", out, "-quiet"}
+		"-retries", "0", "-out", out, "-quiet"}
 	if err := run(ctx, args, func(string) string { return "" }, &stdout); err != nil {
 		t.Fatalf("bench: %v\n%s", err, stdout.String())
 	}

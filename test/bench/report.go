@@ -96,8 +96,12 @@ func markdown(w io.Writer, rep *Report) {
 			}
 			row("pgbench, Bank SQL", in.Pgbench, "–")
 			row("Bank, HTTPS+mTLS", in.Bank, fmt.Sprintf("%.1f", in.BankRSSMiB))
-			fmt.Fprintf(w, "| %s | **bank/pgbench** | **%.2f** | rounds: %s | | CPU ratio: | | | %.2f | |\n", in.Label,
-				in.Ratio, strings.Join(fmtRatios(in.RoundRatios), ", "), in.CPURatio)
+			noisy := ""
+			if in.NoisyRounds > 0 {
+				noisy = fmt.Sprintf(" (%d noisy)", in.NoisyRounds)
+			}
+			fmt.Fprintf(w, "| %s | **bank/pgbench** | **%.2f** | rounds: %s%s | | CPU ratio: | | | %.2f | |\n", in.Label,
+				in.Ratio, strings.Join(fmtRatios(in.RoundRatios), ", "), noisy, in.CPURatio)
 		}
 		fmt.Fprintln(w)
 	}
