@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/txmesh/txmesh/src/localenv/pglocal"
 )
 
 // Replication is how bank-db's standby follows its primary.
@@ -42,14 +44,24 @@ func (c *cluster) primaryName() string {
 
 type instance struct {
 	name string // application_name, the name synchronous_standby_names lists
-	srv  *pgServer
+	srv  *pglocal.Server
+}
+
+// pgSettings are the lab's PostgreSQL settings on top of pglocal's defaults (fsync=off and
+// full_page_writes=off among them), plus extra.
+func pgSettings(extra map[string]string) map[string]string {
+	s := map[string]string{"max_connections": "200", "wal_keep_size": "512MB"}
+	for k, v := range extra {
+		s[k] = v
+	}
+	return s
 }
 
 // instanceSettings are bank-db's settings. fsync=off keeps the 2-core lab fast and stays honest: the faults
 // are process crashes (kill -9), after which the data a killed server wrote is still in the page cache. What
 // matters is what the standby received, and that goes through the replication proxy.
 func instanceSettings() map[string]string {
-	return map[string]string{
+	return pgSettings(map[string]string{
 		"fsync":                       "off",
 		"full_page_writes":            "on", // pg_rewind needs it on its source
 		"wal_log_hints":               "on", // and this on its target
@@ -57,20 +69,26 @@ func instanceSettings() map[string]string {
 		"wal_retrieve_retry_interval": "500ms",
 		"wal_receiver_timeout":        "10s",
 		"wal_sender_timeout":          "10s",
-		"max_connections":             "200",
-	}
+	})
+}
+
+// cloneStandby clones primary into dir (pg_basebackup through the replication proxy) and starts it as a streaming
+// standby whose application_name is name.
+func (c *cluster) cloneStandby(ctx context.Context, primary *pglocal.Server, dir, name string) (*pglocal.Server,
+	error) {
+	return primary.Standby(ctx, name, pglocal.Options{Dir: dir, Settings: c.settings, Upstream: c.repl.addr})
 }
 
 func startCluster(ctx context.Context, dir string, mode Replication, ps *proxies) (*cluster, error) {
 	c := &cluster{mode: mode, settings: instanceSettings(), dir: dir}
-	a, err := startPG(ctx, filepath.Join(dir, "bank-db-1"), c.settings)
+	a, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(dir, "bank-db-1"), Settings: c.settings})
 	if err != nil {
 		return nil, err
 	}
 	c.primary = &instance{name: "bank-db-1", srv: a}
 	// Set with ALTER SYSTEM, not on the command line: the base backup carries it to the standby, which applies
 	// it once promoted (the new primary then waits for its own synchronous standby: the old primary, re-joined).
-	if err := a.exec(ctx, "postgres", "CREATE DATABASE bank"); err != nil { // before: it would wait for a standby
+	if err := a.Exec(ctx, "postgres", "CREATE DATABASE bank"); err != nil { // before: it would wait for a standby
 		c.close()
 		return nil, err
 	}
@@ -79,20 +97,20 @@ func startCluster(ctx context.Context, dir string, mode Replication, ps *proxies
 		names = `'ANY 1 ("bank-db-1", "bank-db-2")'`
 	}
 	for _, sql := range []string{"ALTER SYSTEM SET synchronous_standby_names = " + names, "SELECT pg_reload_conf()"} {
-		if err := a.exec(ctx, "postgres", sql); err != nil {
+		if err := a.Exec(ctx, "postgres", sql); err != nil {
 			c.close()
 			return nil, err
 		}
 	}
-	if c.repl, err = ps.add("replication", a.addr()); err != nil {
+	if c.repl, err = ps.add("replication", a.Addr()); err != nil {
 		c.close()
 		return nil, err
 	}
-	if c.rw, err = ps.add("bank-db-rw", a.addr()); err != nil {
+	if c.rw, err = ps.add("bank-db-rw", a.Addr()); err != nil {
 		c.close()
 		return nil, err
 	}
-	b, err := a.standby(ctx, filepath.Join(dir, "bank-db-2"), "bank-db-2", c.repl.addr)
+	b, err := c.cloneStandby(ctx, a, filepath.Join(dir, "bank-db-2"), "bank-db-2")
 	if err != nil {
 		c.close()
 		return nil, err
@@ -108,19 +126,19 @@ func startCluster(ctx context.Context, dir string, mode Replication, ps *proxies
 // dsn is what the Banks use: the stable rw address, and target_session_attrs=read-write so that a
 // connection that lands on an instance still in recovery is refused rather than used.
 func (c *cluster) dsn() string {
-	return "postgres://" + superuser + "@" + c.rw.addr +
+	return "postgres://" + pglocal.Superuser + "@" + c.rw.addr +
 		"/bank?sslmode=disable&connect_timeout=2&target_session_attrs=read-write"
 }
 
 // primaryDSN reaches the current primary directly (seeding, audit).
-func (c *cluster) primaryDSN() string { return c.primary.srv.dsn("bank") }
+func (c *cluster) primaryDSN() string { return c.primary.srv.DSN("bank") }
 
 // syncState is the primary's view of its standby: "quorum"/"sync" (synchronous), "async", or "" (not
 // streaming).
 func (c *cluster) syncState(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, c.primary.srv.dsn("postgres"))
+	conn, err := pgx.Connect(ctx, c.primary.srv.DSN("postgres"))
 	if err != nil {
 		return ""
 	}
@@ -143,7 +161,7 @@ func (c *cluster) waitStreaming(ctx context.Context, timeout time.Duration) erro
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("standby %s not streaming as %v after %s (state %q); see %s", c.standby.name, want,
-				timeout, st, c.standby.srv.logFile())
+				timeout, st, c.standby.srv.LogFile())
 		}
 		select {
 		case <-ctx.Done():
@@ -161,10 +179,10 @@ type failover struct {
 }
 
 // alive reports whether the instance accepts a connection within a short timeout.
-func alive(ctx context.Context, s *pgServer) bool {
+func alive(ctx context.Context, s *pglocal.Server) bool {
 	ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, s.dsn("postgres"))
+	conn, err := pgx.Connect(ctx, s.DSN("postgres"))
 	if err != nil {
 		return false
 	}
@@ -175,7 +193,7 @@ func alive(ctx context.Context, s *pgServer) bool {
 // killPrimary is the database-node failure: kill -9 of the primary's postmaster.
 func (c *cluster) killPrimary(f *failover) error {
 	f.Killed = time.Now()
-	return c.primary.srv.kill()
+	return c.primary.srv.Kill()
 }
 
 // failover plays the operator (CloudNativePG's instance manager and controller): notice the primary is gone
@@ -195,11 +213,11 @@ func (c *cluster) failover(ctx context.Context, f *failover, logf func(string, .
 		}
 	}
 	f.Detected = time.Now()
-	if err := c.standby.srv.promote(ctx); err != nil {
+	if err := c.standby.srv.Promote(ctx); err != nil {
 		return fmt.Errorf("promote %s: %w", c.standby.name, err)
 	}
 	f.Promoted = time.Now()
-	if err := c.rw.repoint(c.standby.srv.addr()); err != nil {
+	if err := c.rw.repoint(c.standby.srv.Addr()); err != nil {
 		return err
 	}
 	f.Repointed = time.Now()
@@ -209,13 +227,13 @@ func (c *cluster) failover(ctx context.Context, f *failover, logf func(string, .
 	c.mu.Lock()
 	c.primary, c.standby = neu, old
 	c.mu.Unlock()
-	if err := c.repl.repoint(neu.srv.addr()); err != nil {
+	if err := c.repl.repoint(neu.srv.Addr()); err != nil {
 		return err
 	}
 	f.RejoinedBy = "pg_rewind"
-	err := old.srv.rewind(ctx, neu.srv, old.name, c.repl.addr)
+	err := old.srv.Rewind(ctx, neu.srv, old.name, c.repl.addr)
 	if err == nil {
-		err = old.srv.start(ctx)
+		err = old.srv.Restart(ctx)
 	}
 	if err == nil {
 		err = c.waitStreaming(ctx, 30*time.Second)
@@ -223,12 +241,9 @@ func (c *cluster) failover(ctx context.Context, f *failover, logf func(string, .
 	if err != nil {
 		logf("failover: pg_rewind of %s failed (%v): re-cloning it from %s", old.name, err, neu.name)
 		f.RejoinedBy = "re-clone"
-		if old.srv.running() {
-			_ = old.srv.kill()
-		}
-		old.srv.close()
-		srv, err := neu.srv.standby(ctx, filepath.Join(c.dir, fmt.Sprintf("%s-%d", old.name, time.Now().UnixNano())),
-			old.name, c.repl.addr)
+		_ = old.srv.Kill() // if the rewound server runs; its directory stays for the logs
+		srv, err := c.cloneStandby(ctx, neu.srv,
+			filepath.Join(c.dir, fmt.Sprintf("%s-%d", old.name, time.Now().UnixNano())), old.name)
 		if err != nil {
 			return fmt.Errorf("re-clone %s: %w", old.name, err)
 		}
@@ -246,12 +261,20 @@ func (c *cluster) failover(ctx context.Context, f *failover, logf func(string, .
 func (c *cluster) close() {
 	for _, in := range []*instance{c.primary, c.standby} {
 		if in != nil {
-			in.srv.close()
+			stopPG(in.srv)
 		}
 	}
 	for _, p := range []*netProxy{c.rw, c.repl} {
 		if p != nil {
 			p.close()
 		}
+	}
+}
+
+// stopPG shuts a server down if it runs. Unlike Close it keeps the directory: the run removes it, unless the
+// data and logs are kept.
+func stopPG(s *pglocal.Server) {
+	if s.Running() {
+		_ = s.Stop()
 	}
 }

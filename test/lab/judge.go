@@ -16,7 +16,7 @@ import (
 
 // judge runs txaudit and the lab's own cross-check, and measures the failovers.
 func (r *run) judge(ctx context.Context) error {
-	storeDSN, bankDSN := r.storeDB.dsn("store"), r.db.primaryDSN()
+	storeDSN, bankDSN := r.storeDB.DSN("store"), r.db.primaryDSN()
 	if err := r.crossCheck(ctx, storeDSN, bankDSN); err != nil {
 		return fmt.Errorf("cross-check: %w", err)
 	}

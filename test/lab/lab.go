@@ -9,6 +9,9 @@
 // Bank outage long enough to open the Stores' circuit breakers, and a failover: replication cut, kill -9 of the
 // primary, promotion of the standby, the rw proxy re-pointed, the old primary re-joined with pg_rewind. Then
 // faults stop, the backlog drains, txaudit judges, and Run returns the measurements (see Result.Table).
+//
+// The PostgreSQL servers (initdb, base backup, kill -9, promotion, pg_rewind) come from src/localenv/pglocal
+// and the certificates from src/localenv/pki, the packages the tests, `make run` and the benchmark use too.
 package lab
 
 import (
@@ -25,6 +28,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/txmesh/txmesh/src/localenv/pglocal"
+	"github.com/txmesh/txmesh/src/localenv/pki"
 )
 
 // Config is one run.
@@ -108,13 +114,13 @@ type run struct {
 
 	ps            *proxies
 	db            *cluster
-	storeDB       *pgServer
+	storeDB       *pglocal.Server
 	toBank        *netProxy // Store→Bank
 	lb            *balancer
 	banks, stores []*proc
 	bankAddrs     []string
 	storeURLs     []string
-	certs         certFiles
+	certs         pki.Files
 	bankTLS       *tls.Config
 	http          *http.Client
 	res           *Result
@@ -196,7 +202,8 @@ func (r *run) setUp(ctx context.Context) error {
 	if err := os.MkdirAll(certDir, 0o700); err != nil {
 		return err
 	}
-	if r.certs, err = writeCerts(certDir); err != nil {
+	// The Banks serve for 127.0.0.1 and require client certificates signed by the CA; the Stores present one.
+	if r.certs, err = pki.Write(certDir, "store", "127.0.0.1", "localhost"); err != nil {
 		return err
 	}
 	if r.bankTLS, err = clientTLS(r.certs); err != nil {
@@ -208,12 +215,12 @@ func (r *run) setUp(ctx context.Context) error {
 		return err
 	}
 	r.cleanup = append(r.cleanup, r.db.close)
-	if r.storeDB, err = startPG(ctx, filepath.Join(r.dir, "store-db"), map[string]string{"fsync": "off",
-		"full_page_writes": "off"}); err != nil {
+	if r.storeDB, err = pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(r.dir, "store-db"),
+		Settings: pgSettings(nil)}); err != nil {
 		return err
 	}
-	r.cleanup = append(r.cleanup, r.storeDB.close)
-	if err := r.storeDB.exec(ctx, "postgres", "CREATE DATABASE store"); err != nil {
+	r.cleanup = append(r.cleanup, func() { stopPG(r.storeDB) })
+	if err := r.storeDB.Exec(ctx, "postgres", "CREATE DATABASE store"); err != nil {
 		return err
 	}
 	bankBin := filepath.Join(r.cfg.BinDir, "bank")
@@ -226,7 +233,7 @@ func (r *run) setUp(ctx context.Context) error {
 
 	// Two Banks behind the balancer, the Store→Bank proxy in front of it.
 	for i := 1; i <= 2; i++ {
-		port, err := freePort()
+		port, err := pglocal.FreePort()
 		if err != nil {
 			return err
 		}
@@ -247,7 +254,7 @@ func (r *run) setUp(ctx context.Context) error {
 	}
 	r.cleanup = append(r.cleanup, r.toBank.close)
 	for i := 1; i <= 2; i++ {
-		port, err := freePort()
+		port, err := pglocal.FreePort()
 		if err != nil {
 			return err
 		}
@@ -256,7 +263,7 @@ func (r *run) setUp(ctx context.Context) error {
 		r.storeURLs = append(r.storeURLs, "http://"+addr)
 		r.stores = append(r.stores, newProc(name, filepath.Join(r.cfg.BinDir, "store"),
 			filepath.Join(r.dir, name+".log"), []string{"serve"},
-			[]string{"DATABASE_URL=" + r.storeDB.dsn("store"), "HTTP_ADDR=" + addr,
+			[]string{"DATABASE_URL=" + r.storeDB.DSN("store"), "HTTP_ADDR=" + addr,
 				"BANK_URL=https://" + r.toBank.addr, "BANK_CA_FILE=" + r.certs.CA,
 				"BANK_CLIENT_CERT_FILE=" + r.certs.ClientCert, "BANK_CLIENT_KEY_FILE=" + r.certs.ClientKey,
 				"STORE_ID=" + name, "GENERATOR_INTERVAL=" + r.cfg.GeneratorInterval.String(),
@@ -294,7 +301,7 @@ func (r *run) setUp(ctx context.Context) error {
 	return nil
 }
 
-func clientTLS(c certFiles) (*tls.Config, error) {
+func clientTLS(c pki.Files) (*tls.Config, error) {
 	ca, err := os.ReadFile(c.CA)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/txmesh/txmesh/src/localenv/pglocal"
 )
 
 // TestLabShort is the short variant `make test` runs (about two minutes): the synchronous run with every kind
@@ -21,7 +23,7 @@ func TestLabShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the HA lab takes about two minutes")
 	}
-	if _, err := pgBinDir(); err != nil {
+	if _, err := pglocal.BinDir(); err != nil {
 		t.Skip(err)
 	}
 	bin := buildServices(t)

@@ -71,8 +71,8 @@ var defaultSettings = map[string]string{
 	"shared_buffers":          "64MB",
 }
 
-// BinDir finds the directory holding initdb, pg_ctl and postgres: $PG_BIN, then the PATH, then the usual
-// Debian/Ubuntu and Homebrew locations (newest version first).
+// BinDir finds the directory holding initdb, pg_ctl, postgres, pg_basebackup (Standby) and pg_rewind
+// (Rewind): $PG_BIN, then the PATH, then the usual Debian/Ubuntu and Homebrew locations (newest version first).
 func BinDir() (string, error) {
 	if d := os.Getenv("PG_BIN"); d != "" {
 		return d, checkBin(d)
@@ -94,8 +94,9 @@ func BinDir() (string, error) {
 			return d, nil
 		}
 	}
-	return "", errors.New("PostgreSQL server binaries (initdb, pg_ctl, postgres) not found: install them " +
-		"(Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@16) or set PG_BIN")
+	return "", errors.New("PostgreSQL server binaries (initdb, pg_ctl, postgres, pg_basebackup, pg_rewind) " +
+		"not found: install them (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@16) " +
+		"or set PG_BIN")
 }
 
 func versionOf(dir string) int {
@@ -109,7 +110,7 @@ func versionOf(dir string) int {
 }
 
 func checkBin(dir string) error {
-	for _, b := range []string{"initdb", "pg_ctl", "postgres", "pg_basebackup"} {
+	for _, b := range []string{"initdb", "pg_ctl", "postgres", "pg_basebackup", "pg_rewind"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
 			return fmt.Errorf("%s: %w", filepath.Join(dir, b), err)
 		}

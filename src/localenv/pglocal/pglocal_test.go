@@ -69,6 +69,8 @@ func TestFailoverAndRewind(t *testing.T) {
 	if err := a.Kill(); err != nil {
 		t.Fatal(err)
 	}
+	// Kill took the backends with the postmaster, the walsender that served b among them.
+	waitFor(t, "a's processes gone", func() bool { return len(serverProcesses(a.dataDir)) == 0 })
 	if err := b.Promote(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,15 @@ func sysProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
 // killGroup kills the backends a SIGKILLed postmaster leaves behind (they exit by themselves once they notice,
 // but a new postmaster on the same data directory must not meet them).
 func killGroup(_ *syscall.Credential, dataDir string) {
+	for _, pid := range serverProcesses(dataDir) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// serverProcesses lists the PostgreSQL processes working on dataDir: backends rename themselves, so they are
+// matched to their postmaster's data directory by their working directory.
+func serverProcesses(dataDir string) []int {
+	var pids []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -24,12 +33,21 @@ func killGroup(_ *syscall.Credential, dataDir string) {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !strings.HasPrefix(filepath.Base(strings.SplitN(string(cmdline), "\x00", 2)[0]), "postgres") {
+		if err != nil || !isServerProcess(cmdline) {
 			continue
 		}
-		// Backends rename themselves ("postgres: user db ..."); match them by their postmaster's data dir via cwd.
 		if cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd")); err == nil && cwd == dataDir {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			pids = append(pids, pid)
 		}
 	}
+	return pids
+}
+
+// isServerProcess reports whether cmdline (/proc/<pid>/cmdline) is a PostgreSQL server process: a postmaster
+// or single-user postgres (argv[0] is the postgres binary) or a child that renamed itself ("postgres:
+// walsender postgres 127.0.0.1(41234) streaming 0/3018060"; the title may hold a '/', so it is matched as a
+// prefix, not as a path).
+func isServerProcess(cmdline []byte) bool {
+	argv0, _, _ := strings.Cut(string(cmdline), "\x00")
+	return strings.HasPrefix(argv0, "postgres:") || filepath.Base(argv0) == "postgres"
 }

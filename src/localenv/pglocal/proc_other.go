@@ -9,3 +9,5 @@ func sysProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
 }
 
 func killGroup(*syscall.Credential, string) {}
+
+func serverProcesses(string) []int { return nil }
