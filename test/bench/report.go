@@ -122,9 +122,17 @@ func markdown(w io.Writer, rep *Report) {
 		fmt.Fprintf(w, "End to end (%s): purchases through the Store API, open loop at %.0f/s (%s) for %s.\n",
 			topologyLabel(e.Topology), e.Rate, e.Basis, c.E2EDuration)
 		if m := e.SystemMax; m != nil {
-			fmt.Fprintf(w, "End-to-end sustained maximum (%d closed-loop clients on the Store API, relay delivering): "+
-				"accepted %.0f/s, delivered %.0f/s → %.0f/s; %.3f CPU s per 1,000 purchases.\n", c.Clients,
-				m.AcceptedTPS, m.DeliveredTPS, m.TPS, m.CPUPer1k.Total)
+			var steps []string
+			for _, st := range m.Steps {
+				mark := "ok"
+				if !st.Sustained {
+					mark = fmt.Sprintf("behind, backlog %d", st.Backlog)
+				}
+				steps = append(steps, fmt.Sprintf("%.0f (%s)", st.Rate, mark))
+			}
+			fmt.Fprintf(w, "End-to-end sustained maximum **%.0f/s**: with the Store API saturated by %d closed-loop clients "+
+				"it accepted %.0f/s while the relay delivered %.0f/s; open-loop steps: %s.\n", m.TPS, c.Clients,
+				m.AcceptedTPS, m.DeliveredTPS, strings.Join(steps, ", "))
 		}
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "| offered/s | accepted | delivered | 202 p50/p99 ms | **202→Bank commit p50** | **p99** | max ms | CPU s/1k: bank+store | postgres | Bank RSS MiB | Store RSS MiB |")
