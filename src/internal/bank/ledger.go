@@ -180,13 +180,14 @@ func (r *Repository) Process(ctx context.Context, tx payment.Transaction) (payme
 	return stored.Result(), false, nil
 }
 
-// process runs processSQL on a pooled connection. The pool wait honours ctx (a client that gives up stops
-// waiting); the statement itself runs detached from it: with a cancellable context, database/sql and pgx
-// 5.7 each start a goroutine per statement only to watch the context, which cost more than the rest of the
-// statement's Go side (docs/performance.md). A detached statement is one short transaction that commits or
-// fails by itself; a client that gave up retries and gets the stored result. As database/sql does, a
-// statement that surely never reached the server (a stale pooled connection) is retried on another
-// connection. inserted is false when the id existed already.
+// process runs processSQL on a pooled connection. The pool wait honours ctx; the statement honours ctx's
+// deadline (the server's DB_QUERY_TIMEOUT: a hung database becomes a 503) as a deadline on the connection's
+// socket, not through the context: with a cancellable context, database/sql and pgx 5.7 each start a
+// goroutine per statement only to watch it, which cost more than the rest of the statement's Go side
+// (docs/performance.md). A client that disconnects no longer cancels the statement: it is one short
+// transaction that commits or fails by itself, and the client's retry gets the stored result. As
+// database/sql does, a statement that surely never reached the server (a stale pooled connection) is retried
+// on another connection. inserted is false when the id existed already.
 func (r *Repository) process(ctx context.Context, tx payment.Transaction) (payment.Result, bool, error) {
 	sqlDB, ok := r.db.ConnPool.(*sql.DB)
 	if !ok {
@@ -214,6 +215,13 @@ func processOn(ctx context.Context, sqlDB *sql.DB, tx payment.Transaction) (res 
 		c, ok := dc.(*stdlib.Conn)
 		if !ok {
 			return fmt.Errorf("bank: driver connection is %T, not pgx", dc)
+		}
+		if deadline, ok := ctx.Deadline(); ok {
+			nc := c.Conn().PgConn().Conn()
+			if err := nc.SetDeadline(deadline); err != nil {
+				return err
+			}
+			defer nc.SetDeadline(time.Time{}) //nolint:errcheck // a connection broken by the deadline is discarded
 		}
 		// [16]byte: pgx encodes it natively; uuid.UUID would take its driver.Valuer fallback, which costs an
 		// fmt.Errorf per statement.

@@ -207,3 +207,43 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestProcessHonoursTheDeadline: a statement stuck behind a lock (as behind a hung database) returns at the
+// context's deadline with an error the server answers 503, and the ledger works again afterwards.
+func TestProcessHonoursTheDeadline(t *testing.T) {
+	repo, db := newLedger(t)
+	ctx := context.Background()
+	sqlDB, _ := db.DB()
+	locker, err := sqlDB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Rollback() //nolint:errcheck
+	if _, err := locker.ExecContext(ctx, `SELECT 1 FROM accounts WHERE id = 'ACC-000001' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := repo.Process(dctx, newTx("ACC-000001", 10, "EUR"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !postgres.Unavailable(err) {
+			t.Fatalf("Process behind a lock returned %v; want an Unavailable error at the deadline", err)
+		}
+	case <-time.After(5 * time.Second):
+		_ = locker.Rollback()
+		<-done
+		t.Fatal("Process behind a lock ignored its deadline")
+	}
+	if err := locker.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if res, created, err := repo.Process(ctx, newTx("ACC-000002", 10, "EUR")); err != nil || !created ||
+		res.Status != payment.StatusApproved {
+		t.Fatalf("after the deadline: %+v %v %v", res, created, err)
+	}
+}
