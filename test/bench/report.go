@@ -119,8 +119,9 @@ func markdown(w io.Writer, rep *Report) {
 			d.CPUPer1k.Service, d.CPUPer1k.Postgres, d.CPUPer1k.Total, d.BankRSSMiB, d.StoreRSSMiB)
 	}
 	if e := rep.E2E; e != nil {
-		fmt.Fprintf(w, "End to end (%s): purchases through the Store API, open loop at %.0f/s (%s) for %s.\n",
-			topologyLabel(e.Topology), e.Rate, e.Basis, c.E2EDuration)
+		fmt.Fprintf(w, "End to end (%s): purchases through the Store API, open loop at %.0f/s (%s) for %s after %s "+
+			"of warm-up (fresh Bank and Store processes).\n", topologyLabel(e.Topology), e.Rate, e.Basis, c.E2EDuration,
+			c.Warmup)
 		if m := e.SystemMax; m != nil {
 			var steps []string
 			for _, st := range m.Steps {
@@ -135,15 +136,19 @@ func markdown(w io.Writer, rep *Report) {
 				m.AcceptedTPS, m.DeliveredTPS, strings.Join(steps, ", "))
 		}
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| offered/s | accepted | delivered | 202 p50/p99 ms | **202→Bank commit p50** | **p99** | max ms | CPU s/1k: bank+store | postgres | Bank RSS MiB | Store RSS MiB |")
+		fmt.Fprintln(w, "| offered/s | accepted | delivered | 202 p50/p99 ms | **202→Bank commit p50** | **p99** | max ms | p99 parts: 202→Bank statement, statement→commit | cores used | Bank RSS MiB | Store RSS MiB |")
 		fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-		fmt.Fprintf(w, "| %.0f | %d | %d | %.2f / %.2f | **%.2f** | **%.2f** | %.2f | %.3f | %.3f | %.1f | %.1f |\n",
-			e.Rate, e.Accepted, e.Delivered, e.Accept.P50, e.Accept.P99, e.Commit.P50, e.Commit.P99, e.Commit.Max,
-			e.CPUPer1k.Service, e.CPUPer1k.Postgres, e.BankRSSMiB, e.StoreRSSMiB)
-		if r := e.RSSRun; r != nil {
-			fmt.Fprintf(w, "| %.0f (RSS run) | %d | %d | %.2f / %.2f | %.2f | %.2f | %.2f | %.3f | %.3f | %.1f | %.1f |\n",
-				r.Rate, r.Accepted, r.Delivered, r.Accept.P50, r.Accept.P99, r.Commit.P50, r.Commit.P99, r.Commit.Max,
-				r.CPUPer1k.Service, r.CPUPer1k.Postgres, r.BankRSSMiB, r.StoreRSSMiB)
+		for i, r := range []*E2EResult{e, e.RSSRun} {
+			if r == nil {
+				continue
+			}
+			rate, b := fmt.Sprintf("%.0f", r.Rate), "**"
+			if i == 1 {
+				rate, b = rate+" (RSS run)", ""
+			}
+			fmt.Fprintf(w, "| %s | %d | %d | %.2f / %.2f | %s%.2f%s | %s%.2f%s | %.2f | %.2f, %.2f | %.2f (+%.2f other) | %.1f | %.1f |\n",
+				rate, r.Accepted, r.Delivered, r.Accept.P50, r.Accept.P99, b, r.Commit.P50, b, b, r.Commit.P99, b,
+				r.Commit.Max, r.ToBank.P99, r.BankStatement.P99, r.Cores.Total, r.ForeignCores, r.BankRSSMiB, r.StoreRSSMiB)
 		}
 		fmt.Fprintln(w)
 	}
