@@ -131,7 +131,7 @@ func (c *cluster) waitSync(ctx context.Context) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("standby not synchronous after 30s (state %q, err %v)", state, err)
+			return fmt.Errorf("standby not synchronous after 30s (state %q): %w", state, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -89,7 +89,7 @@ func (s *service) waitReady(ctx context.Context, c *http.Client, url string) err
 		select {
 		case err := <-s.done:
 			b, _ := os.ReadFile(s.log)
-			return fmt.Errorf("%s exited during start-up (%v): %s", s.name, err, tail(b))
+			return fmt.Errorf("%s exited during start-up (%w): %s", s.name, err, tail(b))
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready at %s: %w", s.name, url, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
