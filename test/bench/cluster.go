@@ -131,7 +131,10 @@ func (c *cluster) waitSync(ctx context.Context) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("standby not synchronous after 30s (state %q): %w", state, err)
+			if err != nil {
+				return fmt.Errorf("standby not synchronous after 30s: %w", err)
+			}
+			return fmt.Errorf("standby not synchronous after 30s (state %q)", state)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
