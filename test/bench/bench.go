@@ -57,6 +57,14 @@ func newBench(ctx context.Context, cfg Config, out io.Writer) (*bench, error) {
 	if b.store && (cfg.has(partDrain) || cfg.has(partE2E)) {
 		cmds = append(cmds, "store")
 	}
+	if cfg.Bin != "" {
+		if b.bin, err = filepath.Abs(cfg.Bin); err != nil {
+			b.close()
+			return nil, err
+		}
+		b.logf("using the binaries in %s", b.bin)
+		return b, nil
+	}
 	b.logf("building %v", cmds)
 	if err := build(ctx, b.root, b.bin, cmds...); err != nil {
 		b.close()

@@ -66,6 +66,7 @@ type Config struct {
 	PgStats        bool          `json:"pg_stat_statements,omitempty"`
 	MaxForeign     float64       `json:"max_foreign_cores"`
 	Retries        int           `json:"round_retries"`
+	Bin            string        `json:"bin,omitempty"`
 	Out            string        `json:"-"`
 	Keep           bool          `json:"-"`
 	Quiet          bool          `json:"-"`
@@ -94,6 +95,7 @@ func parse(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&bankEnv, "bank-env", "", "extra environment of the Bank process, comma-separated (e.g. GOMAXPROCS=1,GOGC=200)")
 	fs.StringVar(&storeEnv, "store-env", "", "extra environment of the Store process, comma-separated (e.g. RELAY_BATCH_SIZE=64)")
 	fs.StringVar(&pgbenchArgs, "pgbench-args", "", "extra pgbench arguments, comma-separated (exploration, e.g. -R,3000)")
+	fs.StringVar(&c.Bin, "bin", "", "use the bank and store binaries in this directory instead of building them (e.g. from another commit)")
 	fs.StringVar(&c.Out, "out", "bench-results", "directory for bench.json and bench.md")
 	fs.Float64Var(&c.MaxForeign, "max-foreign", 0.25, "a round whose windows saw other processes use more CPU than this (cores) is run again")
 	fs.IntVar(&c.Retries, "retries", 2, "how many times a noisy round is run again (the quietest attempt is kept)")
