@@ -43,6 +43,10 @@ lab: ## HA lab: faults + kill -9 of the bank-db primary, sync standby vs negativ
 	CGO_ENABLED=0 $(GO) build -o bin/ $(addprefix ./src/cmd/,$(COMMANDS)) ./test/lab/cmd/lab
 	./bin/lab -duration $(LAB_DURATION) -seed $(LAB_SEED) -rate $(LAB_RATE) $(LAB_ARGS)
 
+.PHONY: bench
+bench: ## benchmark: pgbench with the Bank's SQL vs the Bank, outbox drain, end to end (BENCH_ARGS; not part of make test)
+	$(GO) run ./test/bench $(BENCH_ARGS)
+
 .PHONY: fuzz
 fuzz: ## explore the request decoder with the fuzzer (FUZZTIME=60s)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeTransaction -fuzztime $(FUZZTIME) ./src/internal/payment/
