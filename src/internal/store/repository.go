@@ -287,10 +287,20 @@ type Claim struct {
 // and leases them: next_attempt_at moves to the lease's end, so a crashed relay's rows come due again then.
 // One statement, one short transaction: no lock outlives it and no session state is used, so it works
 // through PgBouncer in transaction mode.
+//
+// A lease needs no durability, so the claim commits with synchronous_commit off for its own transaction
+// (set_config(..., true), evaluated once before any row is touched): it does not wait for the WAL flush nor
+// for the synchronous standby, one replicated commit less between a purchase's 202 and its send. If
+// store-db crashes or fails over before the claim reaches disk, the rows are simply due again and sent
+// again — the Bank's idempotency absorbs it, as after a relay crash. Any later synchronous commit (an
+// outcome, a purchase) flushes the claim with it. Everything that must survive (a purchase, its outcome)
+// keeps the server's synchronous_commit. TestClaimDoesNotWaitForSynchronousStandby proves both.
 const claimSQL = `
-WITH due AS (
+WITH lease_only AS MATERIALIZED (
+    SELECT set_config('synchronous_commit', 'off', true)
+), due AS (
     SELECT purchase_id FROM outbox
-    WHERE next_attempt_at <= now()
+    WHERE next_attempt_at <= now() AND EXISTS (SELECT FROM lease_only)
     ORDER BY next_attempt_at
     LIMIT @n
     FOR UPDATE SKIP LOCKED
