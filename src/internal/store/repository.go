@@ -176,6 +176,25 @@ WITH p AS (
 )
 SELECT id FROM p`
 
+// createPositional is createSQL with positional binds, run on the pool directly (as claimPositional).
+var createPositional = strings.NewReplacer("@id", "$1", "@store", "$2", "@account", "$3", "@amount", "$4",
+	"@currency", "$5", "@source", "$6", "@key", "$7", "@created", "$8").Replace(createSQL)
+
+// insert runs createSQL; false when the idempotency key was taken (nothing written).
+func (r *Repository) insert(ctx context.Context, tx payment.Transaction, in NewPurchase) (bool, error) {
+	rows, err := r.db.ConnPool.QueryContext(ctx, createPositional, tx.ID.String(), tx.StoreID, tx.AccountID,
+		tx.Amount, tx.Currency, string(in.Source), in.IdempotencyKey, tx.CreatedAt)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	inserted := rows.Next()
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	return inserted, rows.Close()
+}
+
 // Create stores a new pending purchase with its outbox row. It returns created=false with the existing
 // purchase when the idempotency key was used before for the same account, amount and currency, and
 // ErrConflict when it was used for different ones. Invalid fields are a *payment.ValidationError.
@@ -189,15 +208,11 @@ func (r *Repository) Create(ctx context.Context, in NewPurchase) (Purchase, bool
 	if err := tx.Validate(); err != nil {
 		return Purchase{}, false, err
 	}
-	var ids []uuid.UUID
-	err = r.db.WithContext(ctx).Raw(createSQL, map[string]any{
-		"id": tx.ID, "store": tx.StoreID, "account": tx.AccountID, "amount": tx.Amount, "currency": tx.Currency,
-		"source": string(in.Source), "key": in.IdempotencyKey, "created": tx.CreatedAt,
-	}).Scan(&ids).Error
+	inserted, err := r.insert(ctx, tx, in)
 	if err != nil {
 		return Purchase{}, false, fmt.Errorf("create purchase: %w", err)
 	}
-	if len(ids) == 1 {
+	if inserted {
 		r.created()
 		return Purchase{ID: tx.ID, StoreID: tx.StoreID, AccountID: tx.AccountID, Amount: tx.Amount,
 			Currency: tx.Currency, Source: in.Source, Status: StatusPending, CreatedAt: tx.CreatedAt,
