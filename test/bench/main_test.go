@@ -52,6 +52,11 @@ func TestSmoke(t *testing.T) {
 		e.SystemMax == nil || e.SystemMax.TPS <= 0 || e.RSSRun == nil || e.BankRSSMiB <= 0 || e.StoreRSSMiB <= 0 {
 		t.Fatalf("implausible end-to-end result: %+v", e)
 	}
+	// The Store's runtime at the end of the load: a relay, an HTTP server and its open connections.
+	if g := e.StoreGo; g == nil || g.Goroutines < 5 || g.HeapInuseMiB <= 0 || g.StackInuseMiB <= 0 ||
+		g.SysMiB < g.HeapInuseMiB+g.StackInuseMiB || g.SysMiB > e.StoreRSSMiB*4 {
+		t.Fatalf("implausible Store runtime figures: %+v (peak RSS %.1f MiB)", g, e.StoreRSSMiB)
+	}
 	if len(rep.Targets) < 6 {
 		t.Fatalf("%d targets, want every goal of issue 6: %+v", len(rep.Targets), rep.Targets)
 	}

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +73,65 @@ type E2EResult struct {
 	StoreRSSMiB   float64    `json:"store_peak_rss_mib"`
 	ForeignCores  float64    `json:"foreign_cores"`
 	RSSRun        *E2EResult `json:"rss_run,omitempty"`
+	// StoreGo is the Store's Go runtime when the offered load ends (its clients' connections still open).
+	StoreGo *GoMem `json:"store_go_at_end_of_load"`
+}
+
+// GoMem is a Go service's runtime as its /metrics reports it: what its RSS is made of.
+type GoMem struct {
+	Goroutines    float64 `json:"goroutines"`
+	HeapInuseMiB  float64 `json:"heap_inuse_mib"`
+	StackInuseMiB float64 `json:"stack_inuse_mib"`
+	SysMiB        float64 `json:"go_sys_mib"`
+}
+
+// scrapeGoMem reads the Go collector's gauges from base/metrics.
+func scrapeGoMem(ctx context.Context, hc *http.Client, base string) (*GoMem, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	const mib = 1 << 20
+	m := &GoMem{}
+	fields := map[string]struct {
+		dst   *float64
+		scale float64
+	}{
+		"go_goroutines":                 {&m.Goroutines, 1},
+		"go_memstats_heap_inuse_bytes":  {&m.HeapInuseMiB, mib},
+		"go_memstats_stack_inuse_bytes": {&m.StackInuseMiB, mib},
+		"go_memstats_sys_bytes":         {&m.SysMiB, mib},
+	}
+	found := 0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		f, known := fields[name]
+		if !ok || !known {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		*f.dst = v / f.scale
+		found++
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if found != len(fields) {
+		return nil, fmt.Errorf("GET /metrics: %d of the %d Go runtime gauges found", found, len(fields))
+	}
+	return m, nil
 }
 
 // SystemMax is the end-to-end system's sustained maximum. First the closed-loop clients post purchases to
@@ -591,6 +653,11 @@ func (b *bench) e2e(ctx context.Context, s *storeSetup, topo string, rate float6
 		mu.Unlock()
 		return nil
 	})
+	// What the Store's memory is made of at the end of the load, its client connections still open.
+	storeMem, err := scrapeGoMem(ctx, httpClient(b.certs, 1), storeURL)
+	if err != nil {
+		return nil, fmt.Errorf("store metrics: %w", err)
+	}
 	if err := waitEmptyOutbox(ctx, s.storeDSN, 10*time.Minute); err != nil {
 		return nil, err
 	}
@@ -599,7 +666,7 @@ func (b *bench) e2e(ctx context.Context, s *storeSetup, topo string, rate float6
 	for c := range pool {
 		c.close()
 	}
-	e := &E2EResult{Topology: topo, Rate: rate, Errors: errs.n, Accept: summarise(latencies(window(all, measured,
+	e := &E2EResult{Topology: topo, Rate: rate, Errors: errs.n, StoreGo: storeMem, Accept: summarise(latencies(window(all, measured,
 		time.Now())))}
 	var ids []string
 	for _, a := range got {
@@ -661,9 +728,11 @@ WHERE id = ANY($1::uuid[])`, ids)
 		return nil, err
 	}
 	b.logf("    accepted %d (errors %d: %v), delivered %d; 202 p50 %.2f p99 %.2f ms; 202→commit p50 %.2f p99 %.2f "+
-		"max %.2f ms (202→Bank statement p99 %.2f, statement→commit p99 %.2f); Bank %.1f MiB, Store %.1f MiB",
+		"max %.2f ms (202→Bank statement p99 %.2f, statement→commit p99 %.2f); Bank %.1f MiB, Store %.1f MiB "+
+		"(at the end of the load: %.0f goroutines, heap %.1f MiB, stacks %.1f MiB, Go total %.1f MiB)",
 		e.Accepted, e.Errors, errs.first, e.Delivered, e.Accept.P50, e.Accept.P99, e.Commit.P50, e.Commit.P99,
-		e.Commit.Max, e.ToBank.P99, e.BankStatement.P99, e.BankRSSMiB, e.StoreRSSMiB)
+		e.Commit.Max, e.ToBank.P99, e.BankStatement.P99, e.BankRSSMiB, e.StoreRSSMiB, storeMem.Goroutines,
+		storeMem.HeapInuseMiB, storeMem.StackInuseMiB, storeMem.SysMiB)
 	if len(committed) != len(got) {
 		return nil, fmt.Errorf("%d purchases accepted but %d reached the Bank", len(got), len(committed))
 	}
