@@ -76,7 +76,9 @@ func TestClaimDoesNotWaitForSynchronousStandby(t *testing.T) {
 	if err != nil {
 		t.Fatalf("claim with the synchronous standby absent: %v after %v", err, took)
 	}
-	if took > wait/2 {
+	// A claim that waited for the standby would wait until its context ends (an error above); this bound only
+	// catches a partial wait, with room for a loaded machine.
+	if took > 3*time.Second {
 		t.Fatalf("claim took %v: it waited for the synchronous standby", took)
 	}
 	ids := make([]uuid.UUID, len(claims))
