@@ -36,8 +36,11 @@ func TestClaimDoesNotWaitForSynchronousStandby(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, q := range []string{"CREATE TABLE sync_probe (i int)", "ALTER SYSTEM SET synchronous_standby_names = 'absent_standby'",
-		"SELECT pg_reload_conf()"} {
+	for _, q := range []string{
+		"CREATE TABLE sync_probe (i int)",
+		"ALTER SYSTEM SET synchronous_standby_names = 'absent_standby'",
+		"SELECT pg_reload_conf()",
+	} {
 		if err := srv.Exec(ctx, "postgres", q); err != nil {
 			t.Fatal(err)
 		}
