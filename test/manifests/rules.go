@@ -696,8 +696,21 @@ var ClusterRules = []Rule{
 	{"authz-and-metrics-resolve", func(s *Set) []string {
 		var errs []string
 		ds, _ := deployments(s)
+		type selecting struct {
+			obj  Object
+			path []string
+		}
+		var selectors []selecting
 		for _, ap := range s.kind("AuthorizationPolicy") {
-			sel, found, _ := unstructured.NestedStringMap(ap.U.Object, "spec", "selector", "matchLabels")
+			selectors = append(selectors, selecting{ap, []string{"spec", "selector", "matchLabels"}})
+		}
+		// A workload Sidecar that misses Flagger's primary pods would leave them on the namespace default.
+		for _, sc := range s.kind("Sidecar") {
+			selectors = append(selectors, selecting{sc, []string{"spec", "workloadSelector", "labels"}})
+		}
+		for _, x := range selectors {
+			ap := x.obj
+			sel, found, _ := unstructured.NestedStringMap(ap.U.Object, x.path...)
 			if !found {
 				continue
 			}
