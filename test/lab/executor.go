@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,6 +16,9 @@ type executor struct {
 	active map[string]string // key → description
 	counts map[string]int
 	fos    []*failover
+	// storeDBDown is set from a kill of store-db until its restart has finished: a second kill meanwhile
+	// would hit the crash recovery of the first.
+	storeDBDown atomic.Bool
 }
 
 func newExecutor(r *run) *executor {
@@ -99,6 +103,24 @@ func (e *executor) apply(ctx context.Context, i int, f fault) {
 		sleep(ctx, f.For)
 		if err := p.start(); err != nil {
 			r.logf("restart %s: %v", f.Target, err)
+		}
+		e.set(key, "")
+	case KillStoreDB:
+		if !e.storeDBDown.CompareAndSwap(false, true) {
+			r.logf("%s: store-db is still down or recovering from the last one, skipped", f.Kind)
+			return
+		}
+		defer e.storeDBDown.Store(false)
+		if err := r.storeDB.Kill(); err != nil {
+			r.logf("%s: %v, skipped", f.Kind, err)
+			return
+		}
+		e.count(f.Kind)
+		e.set(key, f.Kind)
+		r.logf("fault: kill -9 store-db (restart in %.1fs)", f.For.Seconds())
+		sleep(ctx, f.For)
+		if err := r.storeDB.Restart(ctx); err != nil {
+			r.logf("restart store-db: %v", err)
 		}
 		e.set(key, "")
 	case BankOutage:

@@ -11,6 +11,7 @@ import (
 const (
 	KillBank     = "kill -9 bank"
 	KillStore    = "kill -9 store"
+	KillStoreDB  = "kill -9 store-db"
 	Latency      = "latency"
 	ResetPeer    = "reset_peer"
 	Timeout      = "timeout (blackhole)"
@@ -26,7 +27,7 @@ const (
 )
 
 // FaultKinds lists the kinds in table order.
-var FaultKinds = []string{KillBank, KillStore, Latency, ResetPeer, Timeout, Bandwidth, BankOutage, ReplCut,
+var FaultKinds = []string{KillBank, KillStore, KillStoreDB, Latency, ResetPeer, Timeout, Bandwidth, BankOutage, ReplCut,
 	KillPrimary, Promotion, Rejoin}
 
 // fault is one planned fault: what, where, when (offset from the start of the fault phase), for how long.
@@ -43,7 +44,7 @@ func (f fault) String() string {
 	case failoverKind:
 		return s + fmt.Sprintf(" replication cut %.0fs, then kill -9 of the primary, promotion, re-join",
 			f.For.Seconds())
-	case KillBank, KillStore:
+	case KillBank, KillStore, KillStoreDB:
 		return s + fmt.Sprintf(" %s, restarted after %.1fs", f.Target, f.For.Seconds())
 	case BankOutage:
 		return s + fmt.Sprintf(" %s refused for %.0fs", f.Target, f.For.Seconds())
@@ -98,7 +99,7 @@ func plan(seed uint64, d, cut, outage time.Duration, failoverOnly bool) []fault 
 	if failoverOnly {
 		return faults
 	}
-	kinds := []string{KillBank, KillStore, Latency, ResetPeer, Timeout, Bandwidth}
+	kinds := []string{KillBank, KillStore, KillStoreDB, Latency, ResetPeer, Timeout, Bandwidth}
 	rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
 	drawn := 0
 	for at := warmup; at < d; at += between(1500*time.Millisecond, 4*time.Second) {
@@ -112,6 +113,10 @@ func plan(seed uint64, d, cut, outage time.Duration, failoverOnly bool) []fault 
 			f.Target, f.For = fmt.Sprintf("bank-%d", 1+rng.IntN(2)), between(time.Second, 3*time.Second)
 		case KillStore:
 			f.Target, f.For = fmt.Sprintf("store-%d", 1+rng.IntN(2)), between(time.Second, 3*time.Second)
+		case KillStoreDB:
+			// The Stores' own database crashes: purchases get 503 meanwhile; claims committed without waiting
+			// for the WAL (a lease) may vanish, so their rows are sent again — absorbed by the Bank.
+			f.Target, f.For = "store-db", between(time.Second, 3*time.Second)
 		default:
 			f.Target, f.For = StoreToBank, between(2*time.Second, 6*time.Second)
 			if rng.IntN(2) == 1 {
