@@ -79,6 +79,9 @@ func Open(c Config) (*gorm.DB, error) {
 	db, err := gorm.Open(gormpg.New(gormpg.Config{Conn: sqlDB}), &gorm.Config{
 		Logger:                 logger.Discard,
 		SkipDefaultTransaction: true,
+		// No ping here: a service starting while its database restarts or fails over must come up (unready,
+		// or waiting in MigrateDB) rather than exit; connections are made on use.
+		DisableAutomaticPing: true,
 	})
 	if err != nil {
 		_ = sqlDB.Close()
@@ -95,18 +98,40 @@ func Close(db *gorm.DB) {
 }
 
 // MigrateDB applies a service's migrations (see Migrate) through its gorm handle and logs the version reached.
+// While the database is unavailable (refused, restarting, failing over: see Unavailable) it waits and tries
+// again, backing off from 100 ms to 5 s, until ctx ends: a replica that starts during a database outage
+// becomes ready after it instead of exiting into a crash loop (whose restart delays grow to minutes in
+// Kubernetes; the startup probe still bounds the wait). Any other error returns at once.
 func MigrateDB(ctx context.Context, db *gorm.DB, fsys fs.FS, lockID int64, log *slog.Logger) error {
 	sqlDB, err := db.DB()
 	if err != nil {
 		return err
 	}
-	v, err := Migrate(ctx, sqlDB, fsys, lockID, log)
-	if err != nil {
-		return err
+	for delay := startupRetryMin; ; delay = min(2*delay, startupRetryMax) {
+		v, err := Migrate(ctx, sqlDB, fsys, lockID, log)
+		if err == nil {
+			log.Info("database migrated", "version", v)
+			return nil
+		}
+		if !Unavailable(err) || ctx.Err() != nil {
+			return err
+		}
+		log.Warn("database unavailable at start; trying again", "err", err, "in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
 	}
-	log.Info("database migrated", "version", v)
-	return nil
 }
+
+// The start-up wait's backoff bounds (MigrateDB).
+const (
+	startupRetryMin = 100 * time.Millisecond
+	startupRetryMax = 5 * time.Second
+)
 
 // Migrate applies every pending migration in fsys (goose SQL files at its root) under a session advisory
 // lock keyed by lockID, and returns the version reached.
