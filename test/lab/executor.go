@@ -19,6 +19,7 @@ type executor struct {
 	// storeDBDown is set from a kill of store-db until its restart has finished: a second kill meanwhile
 	// would hit the crash recovery of the first.
 	storeDBDown atomic.Bool
+	proxyMu     map[string]*sync.Mutex // one toxic at a time per proxy (see apply)
 }
 
 func newExecutor(r *run) *executor {
@@ -80,6 +81,18 @@ func (e *executor) run(ctx context.Context, start time.Time, faults []fault) {
 	wg.Wait()
 }
 
+func (e *executor) proxyLock(target string) *sync.Mutex {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.proxyMu == nil {
+		e.proxyMu = map[string]*sync.Mutex{}
+	}
+	if e.proxyMu[target] == nil {
+		e.proxyMu[target] = &sync.Mutex{}
+	}
+	return e.proxyMu[target]
+}
+
 func (e *executor) proxy(target string) *netProxy {
 	if target == BankToDB {
 		return e.r.db.rw
@@ -138,6 +151,13 @@ func (e *executor) apply(ctx context.Context, i int, f fault) {
 	case failoverKind:
 		e.failover(ctx, f)
 	default:
+		// One toxic at a time per proxy: toxiproxy (v2.12) can block forever removing a toxic chained before
+		// one that has closed its link (reset_peer, timeout) — the proxy, and every later fault and the
+		// failover's re-pointing, would hang with it (Shopify/toxiproxy#558). A toxic waits for the previous
+		// one on its proxy to end; toxics on the two proxies, kills and outages still combine.
+		mu := e.proxyLock(f.Target)
+		mu.Lock()
+		defer mu.Unlock()
 		px := e.proxy(f.Target)
 		if err := px.addToxic(f.Toxic); err != nil {
 			r.logf("fault %s: %v", f.Kind, err)
