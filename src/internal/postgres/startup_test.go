@@ -11,9 +11,13 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/txmesh/txmesh/src/internal/pgtest"
 	"github.com/txmesh/txmesh/src/internal/postgres"
 	"github.com/txmesh/txmesh/src/localenv/pglocal"
 )
+
+// TestMain stops the shared server pgtest starts for the tests that need no server of their own.
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 var oneMigration = fstest.MapFS{"00001_t.sql": {Data: []byte(
 	"-- +goose Up\nCREATE TABLE t (id int PRIMARY KEY);\n-- +goose Down\nDROP TABLE t;\n")}}
@@ -113,12 +117,7 @@ func TestMigrateDBStopsWaitingWithItsContext(t *testing.T) {
 // TestMigrateDBFailsFastOnABadMigration: only unavailability is waited for; a broken migration is an error.
 func TestMigrateDBFailsFastOnABadMigration(t *testing.T) {
 	ctx := context.Background()
-	srv, err := pglocal.Start(ctx, pglocal.Options{})
-	if err != nil {
-		t.Fatalf("start PostgreSQL: %v", err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	db, err := postgres.Open(postgres.Config{URL: srv.DSN("postgres"), MaxConns: 2})
+	db, err := postgres.Open(postgres.Config{URL: pgtest.NewDatabase(t), MaxConns: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
