@@ -128,6 +128,8 @@ var brokenCases = []brokenCase{
 		mutate: set("spec.postgresql.synchronous.dataDurability", "preferred"), want: "[cnpg-ha]"},
 	{name: "sidecar on database pods", cluster: "minikube", kind: "Cluster", obj: "store-db",
 		mutate: del("spec.inheritedMetadata"), want: "must not get an Istio sidecar"},
+	{name: "preferred anti-affinity with a node per instance", cluster: "production", kind: "Cluster", obj: "bank-db",
+		mutate: set("spec.affinity.podAntiAffinityType", "preferred"), want: "podAntiAffinityType must be required: the environment guarantees 3 nodes for 3 instances"},
 	{name: "production without WAL archiving", cluster: "production", kind: "Cluster", obj: "bank-db",
 		mutate: del("spec.plugins"), want: "continuous WAL archiving"},
 	{name: "fault injection in production", cluster: "production", kind: "VirtualService", obj: "bank-root",
@@ -210,7 +212,7 @@ func TestBrokenFixturesFail(t *testing.T) {
 				}
 			}
 			findings := Check(objs)
-			s := &Set{Name: bc.name, Objects: objs, Production: bc.cluster == "production"}
+			s := &Set{Name: bc.name, Objects: objs, Environment: Environments[bc.cluster]}
 			findings = append(findings, RunRules(s, append(append([]Rule{}, AppRules...), ClusterRules...))...)
 			for _, f := range findings {
 				if strings.Contains(f, bc.want) {

@@ -1,7 +1,6 @@
 package manifests
 
 import (
-	"strings"
 	"testing"
 )
 
@@ -29,7 +28,11 @@ func TestClusters(t *testing.T) {
 			for _, p := range Check(cr.All) {
 				t.Error(p)
 			}
-			s := &Set{Name: d, Objects: cr.All, Production: strings.HasSuffix(d, "/production")}
+			env, err := EnvironmentOf(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &Set{Name: d, Objects: cr.All, Environment: env}
 			for _, p := range RunRules(s, append(append([]Rule{}, AppRules...), ClusterRules...)) {
 				t.Error(p)
 			}

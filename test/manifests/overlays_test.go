@@ -25,7 +25,11 @@ func TestOverlays(t *testing.T) {
 				t.Error(p)
 			}
 			if strings.HasPrefix(d, "kustomize/overlays/") {
-				s := &Set{Name: d, Objects: objs, Production: strings.HasSuffix(d, "/production")}
+				env, err := EnvironmentOf(d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := &Set{Name: d, Objects: objs, Environment: env}
 				for _, p := range RunRules(s, AppRules) {
 					t.Error(p)
 				}

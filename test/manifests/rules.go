@@ -16,11 +16,37 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Set is a group of rendered objects that are applied together, with what the rules need to know about it.
+// Set is a group of rendered objects that are applied together, with what the rules need to know about where.
 type Set struct {
-	Name       string
-	Objects    []Object
-	Production bool
+	Name    string
+	Objects []Object
+	Environment
+}
+
+// Environment is what the rules need to know about where a set is deployed.
+type Environment struct {
+	Production bool // backups, WAL archiving, no fault injection
+	// Mesh: the workloads run with Istio sidecars (mTLS, Envoy draining on shutdown, database pods kept out of
+	// the mesh). Without it (e2e) the apps terminate mTLS themselves and no Istio-only setting applies.
+	Mesh bool
+	// MinNodes is how many nodes the environment guarantees: with one per database instance, two instances
+	// sharing a node is a choice, not a necessity, so anti-affinity must be required.
+	MinNodes int
+}
+
+// Environments by overlay (and Flux cluster) name; every overlay must have an entry.
+var Environments = map[string]Environment{
+	"minikube":   {Mesh: true, MinNodes: 1},
+	"production": {Production: true, Mesh: true, MinNodes: 3},
+}
+
+// EnvironmentOf returns the Environment of an overlay or Flux cluster directory (by its last element).
+func EnvironmentOf(dir string) (Environment, error) {
+	e, ok := Environments[path.Base(dir)]
+	if !ok {
+		return Environment{}, fmt.Errorf("%s: no entry in Environments (rules.go): say whether it runs in the mesh and on how many nodes", dir)
+	}
+	return e, nil
 }
 
 // Rule is one house rule: ID is quoted in every finding so the broken-fixture table can expect it.
@@ -261,13 +287,17 @@ var AppRules = []Rule{
 				grace = time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
 			}
 			var drainDuration time.Duration
+			proxyConfig, hasProxyConfig := d.Spec.Template.Annotations["proxy.istio.io/config"]
 			cfg := map[string]any{}
-			_ = yaml.Unmarshal([]byte(d.Spec.Template.Annotations["proxy.istio.io/config"]), &cfg)
+			_ = yaml.Unmarshal([]byte(proxyConfig), &cfg)
 			if v, ok := cfg["terminationDrainDuration"].(string); ok {
 				drainDuration, _ = time.ParseDuration(v)
 			}
-			if hold, _ := cfg["holdApplicationUntilProxyStarts"].(bool); !hold {
+			switch hold, _ := cfg["holdApplicationUntilProxyStarts"].(bool); {
+			case s.Mesh && !hold:
 				errs = append(errs, fmt.Sprintf("[shutdown-budget] %s: proxy.istio.io/config must set holdApplicationUntilProxyStarts: true", d.Name))
+			case !s.Mesh && hasProxyConfig:
+				errs = append(errs, fmt.Sprintf("[shutdown-budget] %s: proxy.istio.io/config without a mesh: there is no Envoy to wait for or to drain, so the drain budget it states does not exist", d.Name))
 			}
 			for _, c := range appContainers(d) {
 				env := containerEnv(s, c)
@@ -281,7 +311,7 @@ var AppRules = []Rule{
 				if grace <= need {
 					errs = append(errs, fmt.Sprintf("[shutdown-budget] %s: terminationGracePeriodSeconds %v must exceed preStop %v + SHUTDOWN_DRAIN_DELAY %v + SHUTDOWN_TIMEOUT %v", d.Name, grace, preStop, drain, timeout))
 				}
-				if drainDuration <= need || drainDuration >= grace {
+				if s.Mesh && (drainDuration <= need || drainDuration >= grace) {
 					errs = append(errs, fmt.Sprintf("[shutdown-budget] %s: Istio terminationDrainDuration %v must exceed the app's shutdown %v (outbound calls go through Envoy) and stay below the grace period %v", d.Name, drainDuration, need, grace))
 				}
 				if p := c.ReadinessProbe; p != nil {
@@ -490,16 +520,20 @@ var AppRules = []Rule{
 			}
 			l, _, _ := unstructured.NestedString(m, "spec", "inheritedMetadata", "labels", "sidecar.istio.io/inject")
 			a, _, _ := unstructured.NestedString(m, "spec", "inheritedMetadata", "annotations", "sidecar.istio.io/inject")
-			if l != "false" && a != "false" {
+			if s.Mesh && l != "false" && a != "false" {
 				bad(`database pods must not get an Istio sidecar (inheritedMetadata sidecar.istio.io/inject: "false")`)
 			}
 			if size, _, _ := unstructured.NestedString(m, "spec", "storage", "size"); size == "" {
 				bad("storage.size must be set")
 			}
-			if s.Production {
+			// Preferred lets two instances share a node, and a commit's two copies (primary and sync standby) die
+			// with it; accepted only where the environment may have fewer nodes than instances.
+			if n, _, _ := unstructured.NestedInt64(m, "spec", "instances"); s.MinNodes >= int(n) {
 				if t, _, _ := unstructured.NestedString(m, "spec", "affinity", "podAntiAffinityType"); t != "required" {
-					bad("production needs podAntiAffinityType required")
+					bad(fmt.Sprintf("podAntiAffinityType must be required: the environment guarantees %d nodes for %d instances", s.MinNodes, n))
 				}
+			}
+			if s.Production {
 				plugins, _, _ := unstructured.NestedSlice(m, "spec", "plugins")
 				archiving := false
 				for _, p := range plugins {
