@@ -9,7 +9,9 @@ import (
 	"github.com/txmesh/txmesh/src/internal/web"
 )
 
-// routes lists every route of the Bank API (documented in openapi.yaml, served at /openapi.yaml).
+// routes lists every route of the Bank API (documented in openapi.yaml, served at /openapi.yaml). With
+// ADMIN_ADDR set, web.Serve also serves /healthz, /readyz and /metrics of this handler on the management
+// listener (web.AdminHandler).
 func (s *Server) routes(e *gin.Engine, health *web.Health) {
 	web.HealthRoutes(e, health, s.log)
 	e.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", OpenAPI) })

@@ -6,7 +6,8 @@ import (
 	"github.com/txmesh/txmesh/src/internal/web"
 )
 
-// routes lists every route of the Store API.
+// routes lists every route of the Store API. With ADMIN_ADDR set, web.Serve also serves /healthz, /readyz
+// and /metrics of this handler on the management listener (web.AdminHandler).
 func (s *Server) routes(e *gin.Engine, health *web.Health) {
 	web.HealthRoutes(e, health, s.log)
 	v1 := e.Group("/v1")

@@ -54,14 +54,14 @@ func NewEngine(namespace string, reg *prometheus.Registry, log *slog.Logger) *gi
 	e.NoMethod(func(c *gin.Context) {
 		Abort(c, http.StatusMethodNotAllowed, payment.CodeMethodNotAllowed, "method not allowed", nil)
 	})
-	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	e.GET(PathMetrics, gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	return e
 }
 
 // HealthRoutes adds /healthz (the process answers) and /readyz (h.Ready).
 func HealthRoutes(e *gin.Engine, h *Health, log *slog.Logger) {
-	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	e.GET("/readyz", func(c *gin.Context) {
+	e.GET(PathHealthz, func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET(PathReadyz, func(c *gin.Context) {
 		if err := h.Ready(c.Request.Context()); err != nil {
 			log.Debug("not ready", "err", err)
 			c.Header("Retry-After", "1")

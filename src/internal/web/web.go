@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -20,7 +21,11 @@ import (
 
 // ServerConfig is the serving part of a service's configuration, filled from the environment.
 type ServerConfig struct {
-	Addr            string        `env:"HTTP_ADDR" envDefault:":8080"`
+	Addr string `env:"HTTP_ADDR" envDefault:":8080"`
+	// AdminAddr, when set, is the management listener: plain HTTP serving only the main handler's /healthz,
+	// /readyz and /metrics, for clients that present no client certificate (kubelet probes, Prometheus)
+	// when the main listener requires one.
+	AdminAddr       string        `env:"ADMIN_ADDR"`
 	TLSCertFile     string        `env:"TLS_CERT_FILE"`
 	TLSKeyFile      string        `env:"TLS_KEY_FILE"`
 	TLSClientCAFile string        `env:"TLS_CLIENT_CA_FILE"`
@@ -28,18 +33,62 @@ type ServerConfig struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 }
 
-// Validate checks the combination of TLS settings.
+// Validate checks the combination of TLS settings and the management address.
 func (c ServerConfig) Validate() error {
+	var errs []error
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		return errors.New("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
+		errs = append(errs, errors.New("TLS_CERT_FILE and TLS_KEY_FILE must be set together"))
 	}
 	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
-		return errors.New("TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE")
+		errs = append(errs, errors.New("TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE"))
 	}
 	if c.DrainDelay < 0 || c.ShutdownTimeout <= 0 {
-		return errors.New("SHUTDOWN_DRAIN_DELAY must be >= 0 and SHUTDOWN_TIMEOUT > 0")
+		errs = append(errs, errors.New("SHUTDOWN_DRAIN_DELAY must be >= 0 and SHUTDOWN_TIMEOUT > 0"))
+	}
+	if c.AdminAddr != "" {
+		errs = append(errs, c.validateAdminAddr())
+	}
+	return errors.Join(errs...)
+}
+
+// validateAdminAddr checks that ADMIN_ADDR is a host:port with a numeric port and cannot be HTTP_ADDR's
+// socket: the same port, on the same host or where either one listens on every address. Port 0 (a port
+// chosen by the kernel, for tests) never collides.
+func (c ServerConfig) validateAdminAddr() error {
+	host, port, err := splitAddr(c.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("ADMIN_ADDR %q must be [host]:port, e.g. :9090: %w", c.AdminAddr, err)
+	}
+	if c.AdminAddr == c.Addr && port != 0 {
+		return fmt.Errorf("ADMIN_ADDR %q must differ from HTTP_ADDR", c.AdminAddr)
+	}
+	mainHost, mainPort, err := splitAddr(c.Addr)
+	if err != nil || port == 0 || port != mainPort {
+		return nil // an unusable HTTP_ADDR fails at listen, naming itself
+	}
+	if host == mainHost || anyHost(host) || anyHost(mainHost) {
+		return fmt.Errorf("ADMIN_ADDR %q and HTTP_ADDR %q use the same port %d", c.AdminAddr, c.Addr, port)
 	}
 	return nil
+}
+
+// splitAddr splits a listen address into its host and numeric port.
+func splitAddr(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q is not a number in 0-65535", p)
+	}
+	return host, int(port), nil
+}
+
+// anyHost reports whether a listen host means every local address.
+func anyHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || (ip != nil && ip.IsUnspecified())
 }
 
 // TLS returns the server TLS configuration, or nil for plain HTTP. With a client CA, client certificates
@@ -93,9 +142,11 @@ func (h *Health) Ready(ctx context.Context) error {
 	return h.check(ctx)
 }
 
-// Serve listens on cfg.Addr and serves h until ctx ends; then it drains: readiness fails, it waits
-// cfg.DrainDelay (so load balancers stop sending), and shuts down, letting in-flight requests finish within
-// cfg.ShutdownTimeout. ready, when not nil, receives the bound address once listening.
+// Serve listens on cfg.Addr and serves h until ctx ends; with cfg.AdminAddr it also serves AdminHandler(h)
+// there, over plain HTTP. Then it drains: readiness fails (on both listeners), it waits cfg.DrainDelay (so
+// load balancers stop sending), and shuts down, letting in-flight requests finish within cfg.ShutdownTimeout;
+// the management listener closes last, so probes and scrapes are answered until the main one has finished.
+// ready, when not nil, receives the main listener's bound address once both listen.
 func Serve(ctx context.Context, cfg ServerConfig, h http.Handler, health *Health, log *slog.Logger,
 	ready chan<- net.Addr) error {
 	tlsCfg, err := cfg.TLS()
@@ -104,28 +155,39 @@ func Serve(ctx context.Context, cfg ServerConfig, h http.Handler, health *Health
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+		return fmt.Errorf("listen HTTP_ADDR %s: %w", cfg.Addr, err)
 	}
-	srv := &http.Server{
-		Handler:           h,
-		TLSConfig:         tlsCfg,
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	var adminLn net.Listener
+	if cfg.AdminAddr != "" {
+		if adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
+		}
 	}
+	srv := newHTTPServer(h, tlsCfg, log)
 	scheme := "http"
 	if tlsCfg != nil {
 		scheme = "https"
 		ln = tls.NewListener(ln, tlsCfg)
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "mtls", cfg.TLSClientCAFile != "")
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	var admin *http.Server
+	if adminLn != nil {
+		admin = newHTTPServer(AdminHandler(h), nil, log)
+		log.Info("admin listening", "addr", adminLn.Addr().String(), "scheme", "http", "paths", AdminPaths)
+		go func() { errc <- fmt.Errorf("admin: %w", admin.Serve(adminLn)) }()
+	}
 	if ready != nil {
 		ready <- ln.Addr()
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
+		_ = srv.Close()
+		if admin != nil {
+			_ = admin.Close()
+		}
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -134,11 +196,31 @@ func Serve(ctx context.Context, cfg ServerConfig, h http.Handler, health *Health
 	time.Sleep(cfg.DrainDelay)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	err = srv.Shutdown(sctx)
+	if err != nil {
+		err = fmt.Errorf("shutdown: %w", err)
+	}
+	if admin != nil {
+		if aerr := admin.Shutdown(sctx); aerr != nil {
+			_ = admin.Close()
+			err = errors.Join(err, fmt.Errorf("shutdown admin: %w", aerr))
+		}
+	}
+	if err != nil {
+		return err
 	}
 	log.Info("http server stopped")
 	return nil
+}
+
+func newHTTPServer(h http.Handler, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
 }
 
 // ErrorBody builds the JSON error body.
