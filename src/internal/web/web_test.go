@@ -5,14 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/txmesh/txmesh/src/internal/bankclient"
 	"github.com/txmesh/txmesh/src/internal/payment"
 	"github.com/txmesh/txmesh/src/internal/web"
+	"github.com/txmesh/txmesh/src/internal/webtest"
 	"github.com/txmesh/txmesh/src/localenv/pki"
 )
 
@@ -175,41 +174,14 @@ func serve(t *testing.T, cfg web.ServerConfig, a *app) *running {
 	return r
 }
 
-type answer struct {
-	status int
-	header http.Header
-	body   string
-}
-
-func get(c *http.Client, url string) (answer, error) {
-	resp, err := c.Get(url)
-	if err != nil {
-		return answer{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return answer{resp.StatusCode, resp.Header, string(b)}, err
-}
-
-// plain is a client without TLS and without keep-alive: each request dials, so a closed listener shows.
-var plain = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-
-func mustGet(t *testing.T, c *http.Client, url string) answer {
+// mustGet is webtest.Get with c, failing the test on a transport error.
+func mustGet(t *testing.T, c *http.Client, url string) webtest.Answer {
 	t.Helper()
-	a, err := get(c, url)
+	a, err := webtest.Get(c, url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	return a
-}
-
-func wantUnavailable(t *testing.T, a answer, what string) {
-	t.Helper()
-	var e payment.ErrorBody
-	if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" ||
-		json.Unmarshal([]byte(a.body), &e) != nil || e.Error.Code != payment.CodeUnavailable {
-		t.Fatalf("%s: %d %v %s; want 503 unavailable with Retry-After", what, a.status, a.header, a.body)
-	}
 }
 
 // TestAdminListenerServesProbesWithoutClientCertificate: the main listener refuses a client without a
@@ -218,38 +190,38 @@ func TestAdminListenerServesProbesWithoutClientCertificate(t *testing.T) {
 	a := newApp(t)
 	s := serve(t, a.tlsEnv, a)
 
-	if r, err := get(a.noCert, s.main+"/healthz"); err == nil {
-		t.Fatalf("main listener answered a client without certificate: %d %s", r.status, r.body)
+	if r, err := webtest.Get(a.noCert, s.main+"/healthz"); err == nil {
+		t.Fatalf("main listener answered a client without certificate: %d %s", r.Status, r.Body)
 	}
-	if r := mustGet(t, a.clientCert, s.main+"/healthz"); r.status != http.StatusOK {
-		t.Fatalf("main /healthz with a client certificate: %d %s", r.status, r.body)
+	if r := mustGet(t, a.clientCert, s.main+"/healthz"); r.Status != http.StatusOK {
+		t.Fatalf("main /healthz with a client certificate: %d %s", r.Status, r.Body)
 	}
-	if r := mustGet(t, plain, s.admin+"/healthz"); r.status != http.StatusOK || r.body != `{"status":"ok"}` {
-		t.Fatalf("admin /healthz: %d %s", r.status, r.body)
+	if r := webtest.MustGet(t, s.admin+"/healthz"); r.Status != http.StatusOK || r.Body != `{"status":"ok"}` {
+		t.Fatalf("admin /healthz: %d %s", r.Status, r.Body)
 	}
-	if r := mustGet(t, plain, s.admin+"/readyz"); r.status != http.StatusOK || r.body != `{"status":"ready"}` {
-		t.Fatalf("admin /readyz: %d %s", r.status, r.body)
+	if r := webtest.MustGet(t, s.admin+"/readyz"); r.Status != http.StatusOK || r.Body != `{"status":"ready"}` {
+		t.Fatalf("admin /readyz: %d %s", r.Status, r.Body)
 	}
-	m := mustGet(t, plain, s.admin+"/metrics")
-	if m.status != http.StatusOK || !strings.HasPrefix(m.header.Get("Content-Type"), "text/plain") ||
-		!strings.Contains(m.body, "# TYPE go_goroutines gauge") ||
-		!strings.Contains(m.body, `webtest_http_requests_total{code="200",method="GET",route="/readyz"}`) {
-		t.Fatalf("admin /metrics: %d %v\n%s", m.status, m.header, m.body)
+	m := webtest.MustGet(t, s.admin+"/metrics")
+	if m.Status != http.StatusOK || !strings.HasPrefix(m.Header.Get("Content-Type"), "text/plain") ||
+		!strings.Contains(m.Body, "# TYPE go_goroutines gauge") ||
+		!strings.Contains(m.Body, `webtest_http_requests_total{code="200",method="GET",route="/readyz"}`) {
+		t.Fatalf("admin /metrics: %d %v\n%s", m.Status, m.Header, m.Body)
 	}
 	// Only the management paths: the API is not reachable without a certificate through the back door.
 	for _, path := range []string{"/v1/secret", "/", "/healthz/", "/metrics/x"} {
-		r := mustGet(t, plain, s.admin+path)
+		r := webtest.MustGet(t, s.admin+path)
 		var e payment.ErrorBody
-		if r.status != http.StatusNotFound || json.Unmarshal([]byte(r.body), &e) != nil ||
+		if r.Status != http.StatusNotFound || json.Unmarshal([]byte(r.Body), &e) != nil ||
 			e.Error.Code != payment.CodeNotFound {
-			t.Fatalf("admin %s: %d %s; want a JSON 404", path, r.status, r.body)
+			t.Fatalf("admin %s: %d %s; want a JSON 404", path, r.Status, r.Body)
 		}
 	}
 	if n := a.apiCalls.Load(); n != 0 {
 		t.Fatalf("the API handler ran %d times through the management listener", n)
 	}
 	// Same handlers: the main listener's 405 for a wrong method.
-	resp, err := plain.Post(s.admin+"/readyz", "text/plain", nil)
+	resp, err := webtest.Client.Post(s.admin+"/readyz", "text/plain", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,8 +230,8 @@ func TestAdminListenerServesProbesWithoutClientCertificate(t *testing.T) {
 		t.Fatalf("admin POST /readyz: %d, want 405", resp.StatusCode)
 	}
 	// The main listener still has the routes too.
-	if r := mustGet(t, a.clientCert, s.main+"/readyz"); r.status != http.StatusOK {
-		t.Fatalf("main /readyz: %d %s", r.status, r.body)
+	if r := mustGet(t, a.clientCert, s.main+"/readyz"); r.Status != http.StatusOK {
+		t.Fatalf("main /readyz: %d %s", r.Status, r.Body)
 	}
 }
 
@@ -269,21 +241,21 @@ func TestAdminReadinessFollowsTheCheck(t *testing.T) {
 	a := newApp(t)
 	s := serve(t, a.tlsEnv, a)
 	a.failCheck(errors.New("database down"))
-	r := mustGet(t, plain, s.admin+"/readyz")
-	wantUnavailable(t, r, "admin /readyz with a failing check")
-	if !strings.Contains(r.body, "database down") {
-		t.Fatalf("admin /readyz does not say why: %s", r.body)
+	r := webtest.MustGet(t, s.admin+"/readyz")
+	webtest.WantUnavailable(t, r, "admin /readyz with a failing check")
+	if !strings.Contains(r.Body, "database down") {
+		t.Fatalf("admin /readyz does not say why: %s", r.Body)
 	}
 	before := a.checks.Load()
-	if r := mustGet(t, plain, s.admin+"/healthz"); r.status != http.StatusOK {
-		t.Fatalf("admin /healthz with a failing check: %d %s", r.status, r.body)
+	if r := webtest.MustGet(t, s.admin+"/healthz"); r.Status != http.StatusOK {
+		t.Fatalf("admin /healthz with a failing check: %d %s", r.Status, r.Body)
 	}
 	if a.checks.Load() != before {
 		t.Fatal("liveness ran the readiness check")
 	}
 	a.checkErr.Store(nil)
-	if r := mustGet(t, plain, s.admin+"/readyz"); r.status != http.StatusOK {
-		t.Fatalf("admin /readyz after the check passes again: %d %s", r.status, r.body)
+	if r := webtest.MustGet(t, s.admin+"/readyz"); r.Status != http.StatusOK {
+		t.Fatalf("admin /readyz after the check passes again: %d %s", r.Status, r.Body)
 	}
 }
 
@@ -294,56 +266,21 @@ func TestAdminReadinessFailsDuringDrain(t *testing.T) {
 	cfg := a.tlsEnv
 	cfg.DrainDelay = 700 * time.Millisecond
 	s := serve(t, cfg, a)
-	if r := mustGet(t, plain, s.admin+"/readyz"); r.status != http.StatusOK {
-		t.Fatalf("admin /readyz before shutdown: %d", r.status)
+	if r := webtest.MustGet(t, s.admin+"/readyz"); r.Status != http.StatusOK {
+		t.Fatalf("admin /readyz before shutdown: %d", r.Status)
 	}
-	stopped := time.Now()
 	s.stop()
-	var draining, live int
-	for {
-		r, err := get(plain, s.admin+"/readyz")
-		if err != nil {
-			// The listener closed: a refused dial, or a connection the kernel had queued reset with it.
-			var opErr *net.OpError
-			if (!errors.As(err, &opErr) || opErr.Op != "dial") && !errors.Is(err, io.EOF) &&
-				!errors.Is(err, syscall.ECONNRESET) {
-				t.Fatalf("admin /readyz during shutdown: %v (want 503s, then a closed listener)", err)
-			}
-			break
-		}
-		switch r.status {
-		case http.StatusServiceUnavailable:
-			wantUnavailable(t, r, "admin /readyz while draining")
-			draining++
-			if h, err := get(plain, s.admin+"/healthz"); err == nil && h.status == http.StatusOK {
-				live++
-			}
-		case http.StatusOK:
-			if draining > 0 {
-				t.Fatal("admin /readyz went back to 200 while draining")
-			}
-		default:
-			t.Fatalf("admin /readyz during shutdown: %d %s", r.status, r.body)
-		}
-		if time.Since(stopped) > 10*time.Second {
-			t.Fatal("the management listener did not close within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	closed := time.Since(stopped)
-	if draining < 5 || live == 0 || closed < cfg.DrainDelay {
-		t.Fatalf("%d draining 503s and %d live 200s before the listener closed after %v; want several, through "+
-			"the %v drain delay", draining, live, closed, cfg.DrainDelay)
+	d := webtest.WatchDrain(t, s.admin, 10*time.Second)
+	if d.NotReady < 5 || d.Live == 0 || d.Closed < cfg.DrainDelay {
+		t.Fatalf("%+v before the listener closed; want several readiness 503s and live 200s, through the %v "+
+			"drain delay", d, cfg.DrainDelay)
 	}
 	if err := <-s.done; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
 	s.done <- nil
-	if c, err := net.Dial("tcp", strings.TrimPrefix(s.admin, "http://")); err == nil {
-		c.Close()
-		t.Fatal("the management listener still accepts connections after Serve returned")
-	}
-	t.Logf("%d readiness 503s, closed %v after the stop", draining, closed.Round(time.Millisecond))
+	webtest.Refuses(t, strings.TrimPrefix(s.admin, "http://"))
+	t.Logf("%d readiness 503s, closed %v after the stop", d.NotReady, d.Closed.Round(time.Millisecond))
 }
 
 // TestAdminAddrInUse: a taken management port is a start-up error naming ADMIN_ADDR, and the main listener
