@@ -197,6 +197,13 @@ func duration(env map[string]string, key string, def time.Duration) time.Duratio
 
 func appContainers(d *appsv1.Deployment) []corev1.Container { return d.Spec.Template.Spec.Containers }
 
+// localImage: the image's registry is a .local name, i.e. the image is imported into each node's runtime
+// and cannot be pulled.
+func localImage(img string) bool {
+	host, _, found := strings.Cut(img, "/")
+	return found && strings.HasSuffix(strings.Split(host, ":")[0], ".local")
+}
+
 // AppRules run over each kustomize overlay's output (and again over each cluster's union).
 var AppRules = []Rule{
 	{"replicas-owned-by-hpa", func(s *Set) []string {
@@ -357,6 +364,32 @@ var AppRules = []Rule{
 			if img, _, _ := nestedString(o.U.Object, "spec", "imageName"); img != "" && !strings.Contains(img[strings.LastIndex(img, "/")+1:], ":") {
 				errs = append(errs, fmt.Sprintf("[pinned-images] %s: imageName %q is not pinned", o.ID(), img))
 			}
+		}
+		return errs
+	}},
+	{"image-pull-policy", func(s *Set) []string {
+		// Tags are pinned (pinned-images), so Always buys nothing but a registry round trip per pod start, and a
+		// registry outage becomes a restart outage. An image that is only imported into the nodes (a .local
+		// registry: nowhere to pull from) states IfNotPresent or Never itself, because the default turns into
+		// Always if a tag override ever makes it :latest.
+		var errs []string
+		check := func(what, img, policy string) {
+			switch {
+			case policy == string(corev1.PullAlways):
+				errs = append(errs, fmt.Sprintf("[image-pull-policy] %s: imagePullPolicy Always (tags are pinned; use IfNotPresent)", what))
+			case localImage(img) && policy != string(corev1.PullIfNotPresent) && policy != string(corev1.PullNever):
+				errs = append(errs, fmt.Sprintf("[image-pull-policy] %s: image %q is imported into the nodes, not pullable; imagePullPolicy must be IfNotPresent or Never, not %q", what, img, policy))
+			}
+		}
+		for id, t := range podTemplates(s) {
+			for _, c := range append(append([]corev1.Container{}, t.Spec.InitContainers...), t.Spec.Containers...) {
+				check(id+" container "+c.Name, c.Image, string(c.ImagePullPolicy))
+			}
+		}
+		for _, o := range s.kind("Cluster") {
+			img, _, _ := nestedString(o.U.Object, "spec", "imageName")
+			policy, _, _ := nestedString(o.U.Object, "spec", "imagePullPolicy")
+			check(o.ID(), img, policy)
 		}
 		return errs
 	}},
