@@ -12,7 +12,7 @@ import (
 // Every validation layer and every house rule has at least one case: a check that cannot fail proves nothing.
 type brokenCase struct {
 	name    string
-	cluster string // "minikube" or "production"
+	cluster string // "minikube" or "production" (the Flux cluster tree), or "e2e" (the overlay: no Flux tree yet)
 	kind    string // object to break (first match by kind and name)
 	obj     string
 	mutate  func(m map[string]any)
@@ -38,6 +38,13 @@ func container0(f func(c map[string]any)) func(map[string]any) {
 		cs, _, _ := unstructured.NestedSlice(m, "spec", "template", "spec", "containers")
 		f(cs[0].(map[string]any))
 		_ = unstructured.SetNestedSlice(m, cs, "spec", "template", "spec", "containers")
+	}
+}
+
+// annotate sets a pod template annotation (keys hold dots, which set would split on).
+func annotate(key, value string) func(map[string]any) {
+	return func(m map[string]any) {
+		_ = unstructured.SetNestedField(m, value, "spec", "template", "metadata", "annotations", key)
 	}
 }
 
@@ -144,6 +151,21 @@ var brokenCases = []brokenCase{
 		}), want: "[no-fault-injection-in-production]"},
 	{name: "Store gives up before Envoy's retries", cluster: "production", kind: "ConfigMap", obj: "store-config",
 		mutate: set("data.BANK_TIMEOUT", "3s"), want: "[store-outlasts-bank-route]"},
+	// The e2e overlay: no mesh, the apps' own mTLS, images imported into the nodes, 3 nodes.
+	{name: "e2e: two database instances", cluster: "e2e", kind: "Cluster", obj: "bank-db",
+		mutate: set("spec.instances", int64(2)), want: "[cnpg-ha] Cluster txmesh/bank-db: needs 3 instances"},
+	{name: "e2e: preferred anti-affinity on 3 nodes", cluster: "e2e", kind: "Cluster", obj: "store-db",
+		mutate: set("spec.affinity.podAntiAffinityType", "preferred"), want: "podAntiAffinityType must be required: the environment guarantees 3 nodes for 3 instances"},
+	{name: "e2e: pull policy Always", cluster: "e2e", kind: "Deployment", obj: "bank",
+		mutate: container0(func(c map[string]any) { c["imagePullPolicy"] = "Always" }), want: "[image-pull-policy] Deployment txmesh/bank container bank: imagePullPolicy Always"},
+	{name: "e2e: seed Job on the default pull policy", cluster: "e2e", kind: "Job", obj: "bank-seed",
+		mutate: container0(func(c map[string]any) { delete(c, "imagePullPolicy") }), want: `image "txmesh.local/txmesh:e2e" is imported into the nodes, not pullable`},
+	{name: "e2e: database image on the default pull policy", cluster: "e2e", kind: "Cluster", obj: "bank-db",
+		mutate: del("spec.imagePullPolicy"), want: `image "txmesh.local/postgresql:15-bookworm" is imported into the nodes`},
+	{name: "e2e: Istio proxy config without a mesh", cluster: "e2e", kind: "Deployment", obj: "store",
+		mutate: annotate("proxy.istio.io/config", "holdApplicationUntilProxyStarts: true\nterminationDrainDuration: 35s\n"), want: "proxy.istio.io/config without a mesh"},
+	{name: "e2e: grace period shorter than the app's own shutdown", cluster: "e2e", kind: "Deployment", obj: "bank",
+		mutate: set("spec.template.spec.terminationGracePeriodSeconds", int64(25)), want: "[shutdown-budget] bank: terminationGracePeriodSeconds 25s must exceed"},
 	{name: "dependsOn a missing Kustomization", cluster: "production", kind: "Kustomization", obj: "apps",
 		mutate: firstDep(func(d map[string]any) { d["name"] = "infra-config" }), want: "dependsOn infra-config, which does not exist"},
 	{name: "no prune", cluster: "minikube", kind: "Kustomization", obj: "infra-configs",
@@ -181,11 +203,19 @@ func clusterObjects(t *testing.T, env string) []Object {
 	pristineMu.Lock()
 	defer pristineMu.Unlock()
 	if _, ok := pristine[env]; !ok {
-		cr, err := RenderCluster("flux/clusters/" + env)
-		if err != nil {
-			t.Fatal(err)
+		if dirExists("flux/clusters/" + env) {
+			cr, err := RenderCluster("flux/clusters/" + env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pristine[env] = cr.All
+		} else {
+			objs, err := Render("kustomize/overlays/" + env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pristine[env] = objs
 		}
-		pristine[env] = cr.All
 	}
 	var out []Object
 	for _, o := range pristine[env] {
@@ -227,6 +257,21 @@ func TestBrokenFixturesFail(t *testing.T) {
 			}
 			t.Errorf("expected a finding containing %q; got %d findings:\n%s", bc.want, len(findings), strings.Join(findings, "\n"))
 		})
+	}
+}
+
+// TestMeshlessNeedsNoIstioSettings: what only the mesh needs is not demanded without it (database pods carry
+// no sidecar.istio.io/inject when nothing injects).
+func TestMeshlessNeedsNoIstioSettings(t *testing.T) {
+	objs := clusterObjects(t, "e2e")
+	for _, o := range objs {
+		if o.U.GetKind() == "Cluster" {
+			unstructured.RemoveNestedField(o.U.Object, "spec", "inheritedMetadata")
+		}
+	}
+	s := &Set{Name: "e2e without Istio labels", Objects: objs, Environment: Environments["e2e"]}
+	for _, f := range append(Check(objs), RunRules(s, AppRules)...) {
+		t.Error(f)
 	}
 }
 

@@ -12,8 +12,8 @@ func TestOverlays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dirs) < 2 {
-		t.Fatalf("expected overlays minikube and production, found %v", dirs)
+	if len(dirs) < 3 {
+		t.Fatalf("expected overlays e2e, minikube and production, found %v", dirs)
 	}
 	for _, d := range append(dirs, "kustomize/base", "mesh") {
 		t.Run(d, func(t *testing.T) {

@@ -38,6 +38,7 @@ type Environment struct {
 var Environments = map[string]Environment{
 	"minikube":   {Mesh: true, MinNodes: 1},
 	"production": {Production: true, Mesh: true, MinNodes: 3},
+	"e2e":        {MinNodes: 3},
 }
 
 // EnvironmentOf returns the Environment of an overlay or Flux cluster directory (by its last element).
