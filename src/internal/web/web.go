@@ -62,11 +62,10 @@ func (c ServerConfig) validateAdminAddr() error {
 	if c.AdminAddr == c.Addr && port != 0 {
 		return fmt.Errorf("ADMIN_ADDR %q must differ from HTTP_ADDR", c.AdminAddr)
 	}
-	mainHost, mainPort, err := splitAddr(c.Addr)
-	if err != nil || port == 0 || port != mainPort {
-		return nil // an unusable HTTP_ADDR fails at listen, naming itself
-	}
-	if host == mainHost || anyHost(host) || anyHost(mainHost) {
+	// An HTTP_ADDR that does not split fails at listen, naming itself.
+	mainHost, mainPort, mainErr := splitAddr(c.Addr)
+	sameSocket := port == mainPort && (host == mainHost || anyHost(host) || anyHost(mainHost))
+	if mainErr == nil && port != 0 && sameSocket {
 		return fmt.Errorf("ADMIN_ADDR %q and HTTP_ADDR %q use the same port %d", c.AdminAddr, c.Addr, port)
 	}
 	return nil
