@@ -98,7 +98,8 @@ func migrate(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
 }
 
 func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net.Addr) error {
-	log.Info("starting bank", "version", version, "http_addr", cfg.Server.Addr, "tls", cfg.Server.TLSCertFile != "",
+	log.Info("starting bank", "version", version, "http_addr", cfg.Server.Addr, "admin_addr", cfg.Server.AdminAddr,
+		"tls", cfg.Server.TLSCertFile != "",
 		"mtls", cfg.Server.TLSClientCAFile != "", "database_url", config.Redact(cfg.DB.URL),
 		"db_max_conns", cfg.DB.MaxConns, "db_query_timeout", cfg.QueryTimeout, "db_query_exec_mode", cfg.DB.QueryExecMode,
 		"migrate_on_start", cfg.DB.Migrate, "drain_delay", cfg.Server.DrainDelay,

@@ -39,6 +39,7 @@ type bankUnderTest struct {
 	url    string
 	client *http.Client
 	dsn    string
+	ca     string // the CA of the server and client certificates
 }
 
 // envOf turns key/value pairs into a getenv function.
@@ -87,7 +88,7 @@ func startBank(t *testing.T, dsn string, extra map[string]string) bankUnderTest 
 				t.Errorf("bank exited with %v", err)
 			}
 		})
-		return bankUnderTest{url: "https://" + addr.String(), client: client, dsn: dsn}
+		return bankUnderTest{url: "https://" + addr.String(), client: client, dsn: dsn, ca: env["TLS_CLIENT_CA_FILE"]}
 	case err := <-done:
 		cancel()
 		t.Fatalf("bank did not start: %v", err)
@@ -349,14 +350,21 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 }
 
-// TestSIGTERMDuringLoad runs the real binary, keeps 16 clients posting, sends SIGTERM and checks that the
-// process exits cleanly, that every request either got a full answer or was never accepted, and that the
-// database holds exactly the answered transactions with consistent balances (nothing lost or half-applied).
-func TestSIGTERMDuringLoad(t *testing.T) {
+// buildBank compiles this command into a temporary directory.
+func buildBank(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "bank")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// TestSIGTERMDuringLoad runs the real binary, keeps 16 clients posting, sends SIGTERM and checks that the
+// process exits cleanly, that every request either got a full answer or was never accepted, and that the
+// database holds exactly the answered transactions with consistent balances (nothing lost or half-applied).
+func TestSIGTERMDuringLoad(t *testing.T) {
+	bin := buildBank(t)
 	dsn := pgtest.NewDatabase(t)
 	env, client := tlsEnv(t)
 	env["DATABASE_URL"] = dsn

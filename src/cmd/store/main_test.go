@@ -133,6 +133,12 @@ func TestConfigurationErrors(t *testing.T) {
 			"GENERATOR_MIN_AMOUNT": "10", "GENERATOR_MAX_AMOUNT": "5"}, "GENERATOR_MIN_AMOUNT"},
 		{"bad duration", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank",
 			"GENERATOR_INTERVAL": "often"}, "often"},
+		{"admin address equal to HTTP_ADDR", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank",
+			"HTTP_ADDR": ":8080", "ADMIN_ADDR": ":8080"}, `ADMIN_ADDR ":8080" must differ from HTTP_ADDR`},
+		{"admin address on HTTP_ADDR's socket", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank",
+			"ADMIN_ADDR": "0.0.0.0:8080"}, `ADMIN_ADDR "0.0.0.0:8080" and HTTP_ADDR ":8080" use the same port`},
+		{"admin address without port", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank",
+			"ADMIN_ADDR": "localhost"}, `ADMIN_ADDR "localhost" must be [host]:port`},
 		{"unknown command", map[string]string{"DATABASE_URL": dsn}, "unknown command"},
 	}
 	for _, tt := range tests {

@@ -112,3 +112,15 @@ func Refuses(t testing.TB, addr string) {
 		t.Fatalf("%s still accepts connections", addr)
 	}
 }
+
+// FreeAddr returns a 127.0.0.1 address whose port was free a moment ago, for an ADMIN_ADDR the test must know
+// before the service starts.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
