@@ -191,7 +191,7 @@ func TestAdminReadinessFailsBeforeTheListenerCloses(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := webtest.WatchDrain(t, "http://"+admin, 20*time.Second)
-	if d.NotReady < 10 || d.Live == 0 || d.Closed < time.Second {
+	if d.NotReady < 3 || d.Live == 0 || d.Closed < time.Second {
 		t.Fatalf("%+v; want readiness 503s and liveness 200s for the 1s drain delay before the listener closed", d)
 	}
 	waitErr := make(chan error, 1)

@@ -127,7 +127,7 @@ func TestAdminReadinessFailsBeforeTheListenerCloses(t *testing.T) {
 	}
 	s.stop()
 	d := webtest.WatchDrain(t, "http://"+addr, 20*time.Second)
-	if d.NotReady < 10 || d.Live == 0 || d.Closed < time.Second {
+	if d.NotReady < 3 || d.Live == 0 || d.Closed < time.Second {
 		t.Fatalf("%+v; want readiness 503s and liveness 200s for the 1s drain delay before the listener closed", d)
 	}
 	if err := s.shutdown(t); err != nil {

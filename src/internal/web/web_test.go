@@ -271,7 +271,7 @@ func TestAdminReadinessFailsDuringDrain(t *testing.T) {
 	}
 	s.stop()
 	d := webtest.WatchDrain(t, s.admin, 10*time.Second)
-	if d.NotReady < 5 || d.Live == 0 || d.Closed < cfg.DrainDelay {
+	if d.NotReady < 3 || d.Live == 0 || d.Closed < cfg.DrainDelay {
 		t.Fatalf("%+v before the listener closed; want several readiness 503s and live 200s, through the %v "+
 			"drain delay", d, cfg.DrainDelay)
 	}
