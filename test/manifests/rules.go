@@ -2,17 +2,24 @@ package manifests
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"path"
 	"regexp"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	flaggerv1 "github.com/fluxcd/flagger/pkg/apis/flagger/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 )
 
@@ -32,13 +39,17 @@ type Environment struct {
 	// MinNodes is how many nodes the environment guarantees: with one per database instance, two instances
 	// sharing a node is a choice, not a necessity, so anti-affinity must be required.
 	MinNodes int
+	// CRDGroups: the API groups whose CRDs the cluster has before this set is applied (nil: not checked).
+	CRDGroups []string
+	// MemoryBudget: what the memory limits of everything the set runs, at minimum replicas, must fit in.
+	MemoryBudget string
 }
 
 // Environments by overlay (and Flux cluster) name; every overlay must have an entry.
 var Environments = map[string]Environment{
 	"minikube":   {Mesh: true, MinNodes: 1},
 	"production": {Production: true, Mesh: true, MinNodes: 3},
-	"e2e":        {MinNodes: 3},
+	"e2e":        {MinNodes: 3, CRDGroups: []string{"postgresql.cnpg.io"}, MemoryBudget: "4Gi"},
 }
 
 // EnvironmentOf returns the Environment of an overlay or Flux cluster directory (by its last element).
@@ -198,6 +209,81 @@ func duration(env map[string]string, key string, def time.Duration) time.Duratio
 
 func appContainers(d *appsv1.Deployment) []corev1.Container { return d.Spec.Template.Spec.Containers }
 
+// listeners returns the ports of HTTP_ADDR (default :8080) and ADMIN_ADDR (0 when unset) in env.
+func listeners(env map[string]string) (main, admin int32) {
+	port := func(addr string) int32 {
+		_, p, err := net.SplitHostPort(addr)
+		n, err2 := strconv.ParseInt(p, 10, 32)
+		if err != nil || err2 != nil {
+			return -1
+		}
+		return int32(n)
+	}
+	main = 8080
+	if v, ok := env["HTTP_ADDR"]; ok {
+		main = port(v)
+	}
+	if v, ok := env["ADMIN_ADDR"]; ok {
+		admin = port(v)
+	}
+	return main, admin
+}
+
+// portNumber resolves a port given by number or by the name of one of c's ports (0: no such port).
+func portNumber(c corev1.Container, p intstr.IntOrString) int32 {
+	if p.Type == intstr.Int {
+		return p.IntVal
+	}
+	for _, cp := range c.Ports {
+		if cp.Name == p.StrVal {
+			return cp.ContainerPort
+		}
+	}
+	return 0
+}
+
+// tlsFiles are the settings that name certificate and key files.
+var tlsFiles = []string{"TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE", "BANK_CA_FILE", "BANK_CLIENT_CERT_FILE", "BANK_CLIENT_KEY_FILE"}
+
+// secretFile reports whether path is a key of a Secret volume that c mounts read-only.
+func secretFile(t *corev1.PodTemplateSpec, c corev1.Container, path string) bool {
+	for _, m := range c.VolumeMounts {
+		rel, ok := strings.CutPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/")
+		if !ok || !m.ReadOnly || m.SubPath != "" {
+			continue
+		}
+		for _, v := range t.Spec.Volumes {
+			if v.Name != m.Name || v.Secret == nil {
+				continue
+			}
+			if len(v.Secret.Items) == 0 {
+				return !strings.Contains(rel, "/")
+			}
+			for _, it := range v.Secret.Items {
+				if it.Path == rel {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// servedBy reports whether the Service named svc (or, under a Canary, Flagger's Service of that name) sends
+// traffic to d's pods.
+func servedBy(s *Set, svc string, d *appsv1.Deployment) bool {
+	if o := s.find("Service", "", svc); o != nil {
+		sel, _, _ := unstructured.NestedStringMap(o.U.Object, "spec", "selector")
+		for _, ls := range servingLabelSets(s, d) {
+			if len(sel) > 0 && labels.SelectorFromSet(sel).Matches(ls) {
+				return true
+			}
+		}
+		return false
+	}
+	return canaryFor(s, d.Name) != nil && d.Name == svc
+}
+
 // localImage: the image's registry is a .local name, i.e. the image is imported into each node's runtime
 // and cannot be pulled.
 func localImage(img string) bool {
@@ -243,6 +329,33 @@ var AppRules = []Rule{
 					errs = append(errs, fmt.Sprintf("[probes] %s/%s readinessProbe must GET /readyz", d.Name, c.Name))
 				case c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/healthz":
 					errs = append(errs, fmt.Sprintf("[probes] %s/%s livenessProbe must GET /healthz (no dependencies)", d.Name, c.Name))
+				}
+				// Each probe must reach a listener that answers kubelet, which presents no client certificate.
+				env := containerEnv(s, c)
+				main, admin := listeners(env)
+				for i, p := range []*corev1.Probe{c.StartupProbe, c.ReadinessProbe, c.LivenessProbe} {
+					name := []string{"startupProbe", "readinessProbe", "livenessProbe"}[i]
+					if p == nil || p.HTTPGet == nil {
+						continue
+					}
+					port, https := portNumber(c, p.HTTPGet.Port), p.HTTPGet.Scheme == corev1.URISchemeHTTPS
+					scheme := map[bool]string{true: "HTTPS", false: "HTTP"}
+					bad := ""
+					switch {
+					case port == 0:
+						bad = "which the container does not declare"
+					case port == main && env["TLS_CLIENT_CA_FILE"] != "":
+						bad = "which requires a client certificate (kubelet has none): probe the ADMIN_ADDR port"
+					case port == main && (env["TLS_CERT_FILE"] != "") != https:
+						bad = fmt.Sprintf("over %s, but HTTP_ADDR serves %s", scheme[https], scheme[!https])
+					case port == admin && https:
+						bad = "over HTTPS, but the ADMIN_ADDR listener is plain HTTP"
+					case port != main && port != admin:
+						bad = "which neither HTTP_ADDR nor ADMIN_ADDR listens on"
+					}
+					if bad != "" {
+						errs = append(errs, fmt.Sprintf("[probes] %s/%s %s targets port %s, %s", d.Name, c.Name, name, p.HTTPGet.Port.String(), bad))
+					}
 				}
 			}
 		}
@@ -329,6 +442,173 @@ var AppRules = []Rule{
 					}
 				}
 			}
+		}
+		return errs
+	}},
+	{"app-mtls", func(s *Set) []string {
+		// In the mesh Envoy does mTLS and must see plain HTTP to route it (retries, timeouts, fault injection);
+		// without it nothing else encrypts or authenticates, so each app serves TLS, requires client
+		// certificates, and the Store presents one to the Bank.
+		ds, errs := deployments(s)
+		bad := func(d *appsv1.Deployment, c corev1.Container, format string, a ...any) {
+			errs = append(errs, fmt.Sprintf("[app-mtls] %s/%s: ", d.Name, c.Name)+fmt.Sprintf(format, a...))
+		}
+		for _, d := range ds {
+			for _, c := range appContainers(d) {
+				env := containerEnv(s, c)
+				serving := env["TLS_CERT_FILE"] != ""
+				switch {
+				case !s.Mesh && (!serving || env["TLS_KEY_FILE"] == "" || env["TLS_CLIENT_CA_FILE"] == ""):
+					bad(d, c, "without the mesh the app must serve TLS and require client certificates (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CLIENT_CA_FILE)")
+				case s.Mesh && serving:
+					bad(d, c, "in the mesh the app serves plain HTTP: Envoy does mTLS and routes by HTTP")
+				}
+				for _, k := range tlsFiles {
+					if f := env[k]; f != "" && !secretFile(&d.Spec.Template, c, f) {
+						bad(d, c, "%s %s is not a key of a Secret volume mounted read-only", k, f)
+					}
+				}
+				main, admin := listeners(env)
+				if admin != 0 && portNumber(c, intstr.FromString("admin")) != admin {
+					bad(d, c, "ADMIN_ADDR listens on %d, which needs a container port named admin", admin)
+				}
+				if p := d.Spec.Template.Annotations["prometheus.io/port"]; env["TLS_CLIENT_CA_FILE"] != "" && p == strconv.Itoa(int(main)) {
+					bad(d, c, "prometheus.io/port %s requires a client certificate; scrape the ADMIN_ADDR port", p)
+				}
+				raw, ok := env["BANK_URL"]
+				if !ok {
+					continue
+				}
+				u, err := url.Parse(raw)
+				if err != nil {
+					bad(d, c, "BANK_URL %q: %v", raw, err)
+					continue
+				}
+				for _, bank := range ds {
+					if !servedBy(s, strings.Split(u.Hostname(), ".")[0], bank) {
+						continue
+					}
+					for _, bc := range appContainers(bank) {
+						benv := containerEnv(s, bc)
+						switch {
+						case benv["TLS_CERT_FILE"] != "" && (u.Scheme != "https" || env["BANK_CA_FILE"] == ""):
+							bad(d, c, "%s serves TLS: BANK_URL must be https and BANK_CA_FILE set", bank.Name)
+						case benv["TLS_CERT_FILE"] == "" && u.Scheme != "http":
+							bad(d, c, "%s serves plain HTTP: BANK_URL must be http", bank.Name)
+						}
+						if benv["TLS_CLIENT_CA_FILE"] != "" && (env["BANK_CLIENT_CERT_FILE"] == "" || env["BANK_CLIENT_KEY_FILE"] == "") {
+							bad(d, c, "%s requires a client certificate: set BANK_CLIENT_CERT_FILE and BANK_CLIENT_KEY_FILE", bank.Name)
+						}
+					}
+				}
+			}
+		}
+		return errs
+	}},
+	{"meshless-namespace", func(s *Set) []string {
+		// Without the mesh nothing else creates the namespace (mesh/ does, with injection on), so the set does:
+		// Pod Security restricted in every mode with its version stated, and nothing asking Istio to inject.
+		if s.Mesh {
+			return nil
+		}
+		var errs []string
+		var used []string
+		for _, o := range s.Objects {
+			if ns := o.U.GetNamespace(); ns != "" && !slices.Contains(used, ns) {
+				used = append(used, ns)
+			}
+		}
+		for _, ns := range used {
+			o := s.find("Namespace", "", ns)
+			if o == nil {
+				errs = append(errs, fmt.Sprintf("[meshless-namespace] namespace %s is used but not created by the set", ns))
+				continue
+			}
+			l := o.U.GetLabels()
+			for _, mode := range []string{"enforce", "audit", "warn"} {
+				key := "pod-security.kubernetes.io/" + mode
+				if l[key] != "restricted" {
+					errs = append(errs, fmt.Sprintf("[meshless-namespace] %s: %s must be restricted, not %q", o.ID(), key, l[key]))
+				}
+				if v := l[key+"-version"]; v != "latest" && !psaVersion.MatchString(v) {
+					errs = append(errs, fmt.Sprintf("[meshless-namespace] %s: %s-version must name the policy version (v1.N, or latest), not %q", o.ID(), key, v))
+				}
+			}
+			if v, ok := l["istio-injection"]; (ok && v != "disabled") || l["istio.io/rev"] != "" {
+				errs = append(errs, fmt.Sprintf("[meshless-namespace] %s asks Istio to inject sidecars, but there is no mesh", o.ID()))
+			}
+		}
+		return errs
+	}},
+	{"installed-crds", func(s *Set) []string {
+		// A kind whose CRD the cluster lacks fails the whole apply (no Flagger, Istio or Prometheus Operator in
+		// the e2e cluster yet).
+		if s.CRDGroups == nil {
+			return nil
+		}
+		var errs []string
+		for _, o := range s.Objects {
+			if g := o.GVK().Group; isCustom(o) && !slices.Contains(s.CRDGroups, g) {
+				errs = append(errs, fmt.Sprintf("[installed-crds] %s: no CRD for %s in this cluster (installed: %s)", o.ID(), o.GVK().GroupKind(), strings.Join(s.CRDGroups, ", ")))
+			}
+		}
+		return errs
+	}},
+	{"memory-budget", func(s *Set) []string {
+		if s.MemoryBudget == "" {
+			return nil
+		}
+		// Limits, not requests: within the budget, the set cannot overcommit the cluster's memory as a whole.
+		budget := resource.MustParse(s.MemoryBudget)
+		var errs, parts []string
+		var total int64
+		add := func(what string, n int64, each resource.Quantity) {
+			total += n * each.Value()
+			parts = append(parts, fmt.Sprintf("%s %dx%s", what, n, each.String()))
+		}
+		for id, t := range podTemplates(s) {
+			n := int64(1)
+			for _, o := range s.Objects {
+				if o.ID() != id {
+					continue
+				}
+				if v, ok, _ := unstructured.NestedInt64(o.U.Object, "spec", "replicas"); ok {
+					n = v
+				}
+				for _, h := range s.kind("HorizontalPodAutoscaler") {
+					if name, _, _ := nestedString(h.U.Object, "spec", "scaleTargetRef", "name"); name == o.U.GetName() && o.U.GetKind() == "Deployment" {
+						n, _, _ = unstructured.NestedInt64(h.U.Object, "spec", "minReplicas")
+					}
+				}
+			}
+			// Init containers run before the others, one at a time: a pod needs the larger of the two.
+			pod, inits := resource.Quantity{}, resource.Quantity{}
+			for _, c := range t.Spec.Containers {
+				pod.Add(*c.Resources.Limits.Memory())
+			}
+			for _, c := range t.Spec.InitContainers {
+				if m := c.Resources.Limits.Memory(); m.Cmp(inits) > 0 {
+					inits = *m
+				}
+			}
+			if inits.Cmp(pod) > 0 {
+				pod = inits
+			}
+			add(id, n, pod)
+		}
+		for _, o := range s.kind("Cluster") {
+			n, _, _ := unstructured.NestedInt64(o.U.Object, "spec", "instances")
+			limit, _, _ := nestedString(o.U.Object, "spec", "resources", "limits", "memory")
+			q, err := resource.ParseQuantity(limit)
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("[memory-budget] %s: needs a memory limit", o.ID()))
+				continue
+			}
+			add(o.ID(), n, q)
+		}
+		if total > budget.Value() {
+			sort.Strings(parts)
+			errs = append(errs, fmt.Sprintf("[memory-budget] memory limits at minimum replicas total %s, over the budget %s (%s)", resource.NewQuantity(total, resource.BinarySI), budget.String(), strings.Join(parts, ", ")))
 		}
 		return errs
 	}},
@@ -629,6 +909,9 @@ var AppRules = []Rule{
 		return errs
 	}},
 }
+
+// psaVersion is a pinned Pod Security version label value (latest is accepted too).
+var psaVersion = regexp.MustCompile(`^v1\.\d+$`)
 
 var semverExact = regexp.MustCompile(`^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$`)
 
