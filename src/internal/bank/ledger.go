@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,12 +54,20 @@ type Ledger interface {
 	// with created=true; later calls with the same fields return the stored result with created=false; the
 	// same id with different fields returns ErrConflict and changes nothing.
 	Process(ctx context.Context, tx payment.Transaction) (res payment.Result, created bool, err error)
+	// ProcessBatch applies every transaction of txs as Process would, in that order, in ONE database
+	// statement: outcome i is what Process would have returned for txs[i] had the transactions been sent one
+	// after the other (a later duplicate of an id is a replay of the earlier one, or a conflict). An error
+	// fails the whole batch and changes nothing: a retry is safe.
+	ProcessBatch(ctx context.Context, txs []payment.Transaction) ([]Outcome, error)
 	Transaction(ctx context.Context, id uuid.UUID) (payment.Record, error)
 	Account(ctx context.Context, id string) (payment.Account, error)
 }
 
 // Repository is the PostgreSQL Ledger.
-type Repository struct{ db *gorm.DB }
+type Repository struct {
+	db     *gorm.DB
+	reruns atomic.Int64 // batch statements run again after a race with a concurrent insert of one of their ids
+}
 
 // NewRepository returns a Ledger over db.
 func NewRepository(db *gorm.DB) *Repository { return &Repository{db: db} }
@@ -123,6 +132,226 @@ func positional(sql string, names []string) string {
 	return b.String()
 }
 
+// processBatchSQL is processSQL for many transactions at once, in ONE statement (one round trip, one commit),
+// with the same effect as running processSQL for each of them in array order. Its arrays hold distinct ids
+// (ProcessBatch answers later duplicates itself), element i of each array being transaction i:
+//   - acct locks every account of the batch, in id order (FOR UPDATE after ORDER BY locks in that order);
+//     the inserts then take the ids' index entries in id order (ins sorts by id). Every statement that
+//     waits for another takes its locks in that one global order — the accounts sorted, then the ids sorted
+//     (processSQL: one account, then one id) — so no cycle of waits, no deadlock, can form;
+//   - stored holds the ids already recorded: they change nothing and are answered from the stored row;
+//   - run decides the new ones per account in array order, carrying the balance left: an approval debits
+//     what the next one sees, a decline does not (the recursion goes one item deeper per item an account has
+//     in the batch);
+//   - ins records them (ON CONFLICT (id) DO NOTHING, as processSQL), debit subtracts what ins approved;
+//   - an id recorded by a concurrent request after this statement's snapshot (it waited on one of its
+//     locks) is not inserted by ins, and the decisions after it on its account may have counted its debit:
+//     then bank_batch_raced() fails the statement as a serialization failure, everything rolls back and
+//     ProcessBatch runs it again, in a transaction that locks the accounts before the statement's snapshot
+//     (so it sees every request that recorded an id on them).
+//
+// Each parameter appears once: the benchmark replaces each with an array expression (test/bench).
+const processBatchSQL = `
+WITH RECURSIVE item AS (
+    SELECT * FROM unnest(@ids::uuid[], @stores::text[], @accounts::text[], @amounts::bigint[],
+                         @currencies::text[], @created::timestamptz[])
+        WITH ORDINALITY AS i(id, store_id, account_id, amount, currency, created_at, ord)
+), acct AS MATERIALIZED (
+    SELECT id, currency, balance FROM accounts WHERE id = ANY (ARRAY(SELECT account_id FROM item))
+    ORDER BY id FOR UPDATE
+), stored AS MATERIALIZED (
+    SELECT t.* FROM transactions t WHERE t.id = ANY (ARRAY(SELECT id FROM item))
+), cand AS MATERIALIZED (
+    SELECT i.id, i.store_id, i.account_id, i.amount, i.currency, i.created_at, i.ord,
+           a.currency AS acct_currency, a.balance AS acct_balance,
+           row_number() OVER (PARTITION BY i.account_id ORDER BY i.ord) AS k
+    FROM item i LEFT JOIN acct a ON a.id = i.account_id
+    WHERE NOT EXISTS (SELECT FROM stored s WHERE s.id = i.id)
+), run AS (
+    SELECT c.account_id, c.k, c.ord, d.reason,
+           c.acct_balance - CASE WHEN d.reason = '' THEN c.amount ELSE 0 END AS left_over
+    FROM cand c CROSS JOIN LATERAL (SELECT CASE
+        WHEN c.acct_currency IS NULL       THEN 'unknown_account'
+        WHEN c.acct_currency <> c.currency THEN 'currency_mismatch'
+        WHEN c.acct_balance < c.amount     THEN 'insufficient_funds'
+        ELSE '' END AS reason) d
+    WHERE c.k = 1
+    UNION ALL
+    SELECT c.account_id, c.k, c.ord, d.reason,
+           r.left_over - CASE WHEN d.reason = '' THEN c.amount ELSE 0 END
+    FROM run r JOIN cand c ON c.account_id = r.account_id AND c.k = r.k + 1
+    CROSS JOIN LATERAL (SELECT CASE
+        WHEN c.acct_currency IS NULL       THEN 'unknown_account'
+        WHEN c.acct_currency <> c.currency THEN 'currency_mismatch'
+        WHEN r.left_over < c.amount        THEN 'insufficient_funds'
+        ELSE '' END AS reason) d
+), ins AS (
+    INSERT INTO transactions (id, store_id, account_id, amount, currency, created_at, status, reason)
+    SELECT c.id, c.store_id, c.account_id, c.amount, c.currency, c.created_at,
+           CASE WHEN r.reason = '' THEN 'approved' ELSE 'declined' END, r.reason
+    FROM cand c JOIN run r ON r.ord = c.ord
+    ORDER BY c.id
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, account_id, amount, status, reason, processed_at
+), debit AS (
+    UPDATE accounts a SET balance = a.balance - d.total
+    FROM (SELECT account_id, sum(amount) AS total FROM ins WHERE status = 'approved' GROUP BY account_id) d
+    WHERE a.id = d.account_id
+)
+SELECT i.ord, s.id IS NOT NULL, s.store_id, s.account_id, s.amount, s.currency, s.created_at,
+       COALESCE(s.status, n.status), COALESCE(s.reason, n.reason), COALESCE(s.processed_at, n.processed_at)
+FROM item i LEFT JOIN stored s ON s.id = i.id LEFT JOIN ins n ON n.id = i.id
+WHERE CASE WHEN (SELECT count(*) FROM ins) < (SELECT count(*) FROM cand) THEN bank_batch_raced() ELSE true END
+ORDER BY i.ord`
+
+// processBatchArgs are processBatchSQL's array parameters in the order processBatch passes them.
+var processBatchArgs = []string{"ids", "stores", "accounts", "amounts", "currencies", "created"}
+
+var processBatchPositional = positional(processBatchSQL, processBatchArgs)
+
+// maxBatchRuns bounds how often a batch statement runs when concurrent requests keep recording its ids first
+// (each run waits for them, so the next normally sees them); then the batch fails as a serialization failure,
+// which the server answers 503 + Retry-After.
+const maxBatchRuns = 4
+
+// Outcome is the Ledger's answer for one transaction of a batch: what Process returns for it.
+type Outcome struct {
+	Result  payment.Result
+	Created bool
+	Err     error // ErrConflict, or nil
+}
+
+// ProcessBatch implements Ledger.
+func (r *Repository) ProcessBatch(ctx context.Context, txs []payment.Transaction) ([]Outcome, error) {
+	if len(txs) == 0 || len(txs) > payment.MaxBatchItems {
+		return nil, fmt.Errorf("process batch: %d transactions, want 1-%d", len(txs), payment.MaxBatchItems)
+	}
+	// The first occurrence of each id goes to the database; a later one is answered as Process would answer
+	// it after the first: a replay of the first's result, or a conflict.
+	at := make(map[uuid.UUID]int, len(txs))
+	uniq := make([]payment.Transaction, 0, len(txs))
+	for _, tx := range txs {
+		if _, dup := at[tx.ID]; !dup {
+			at[tx.ID] = len(uniq)
+			uniq = append(uniq, tx.Normalize())
+		}
+	}
+	refs, err := r.processBatch(ctx, uniq)
+	if err != nil {
+		return nil, fmt.Errorf("process batch of %d (%s, …): %w", len(txs), txs[0].ID, err)
+	}
+	out := make([]Outcome, len(txs))
+	answered := make([]bool, len(uniq))
+	for i, tx := range txs {
+		j := at[tx.ID]
+		ref := refs[j]
+		switch {
+		case ref.created && !answered[j]:
+			out[i] = Outcome{Result: ref.rec.Result(), Created: true}
+		case ref.rec.SameFields(tx):
+			out[i] = Outcome{Result: ref.rec.Result()}
+		default:
+			out[i] = Outcome{Err: ErrConflict}
+		}
+		answered[j] = true
+	}
+	return out, nil
+}
+
+// batchRef is what the database holds for one id of a batch after the statement: the record that later
+// occurrences are compared with, and whether the statement created it.
+type batchRef struct {
+	rec     payment.Record
+	created bool
+}
+
+// processBatch runs processBatchSQL for distinct, normalized transactions, again when it raced (see
+// processBatchSQL); refs[i] belongs to uniq[i].
+func (r *Repository) processBatch(ctx context.Context, uniq []payment.Transaction) ([]batchRef, error) {
+	ids := make([][16]byte, len(uniq))
+	stores := make([]string, len(uniq))
+	accounts := make([]string, len(uniq))
+	amounts := make([]int64, len(uniq))
+	currencies := make([]string, len(uniq))
+	created := make([]time.Time, len(uniq))
+	for i, tx := range uniq {
+		ids[i], stores[i], accounts[i], amounts[i], currencies[i], created[i] = tx.ID, tx.StoreID, tx.AccountID,
+			tx.Amount, tx.Currency, tx.CreatedAt
+	}
+	refs := make([]batchRef, len(uniq))
+	for run := 1; ; run++ {
+		err := r.onConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+			if run == 1 {
+				rows, err := c.Query(ctx, processBatchPositional, ids, stores, accounts, amounts, currencies, created)
+				if err != nil {
+					return err
+				}
+				return scanBatch(rows, uniq, refs)
+			}
+			// Again after a race: the accounts are locked first, in the same order, and the statement's
+			// snapshot is taken only then, so every request that recorded one of these ids on one of these
+			// accounts has committed and is seen.
+			return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, lockAccountsSQL, accounts); err != nil {
+					return err
+				}
+				rows, err := tx.Query(ctx, processBatchPositional, ids, stores, accounts, amounts, currencies, created)
+				if err != nil {
+					return err
+				}
+				return scanBatch(rows, uniq, refs)
+			})
+		})
+		var pgErr *pgconn.PgError
+		raced := errors.As(err, &pgErr) && pgErr.Code == "40001" // serialization_failure: bank_batch_raced()
+		if raced && run < maxBatchRuns && ctx.Err() == nil {
+			r.reruns.Add(1)
+			continue
+		}
+		return refs, err
+	}
+}
+
+// lockAccountsSQL locks a batch's accounts in processBatchSQL's order, before its snapshot (see processBatch).
+const lockAccountsSQL = `SELECT FROM accounts WHERE id = ANY ($1::text[]) ORDER BY id FOR UPDATE`
+
+// scanBatch reads processBatchSQL's rows into refs.
+func scanBatch(rows pgx.Rows, uniq []payment.Transaction, refs []batchRef) error {
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var ord int64
+		var existed bool
+		var storeID, accountID, currency *string
+		var amount *int64
+		var createdAt *time.Time
+		var status, reason string
+		var processedAt time.Time
+		if err := rows.Scan(&ord, &existed, &storeID, &accountID, &amount, &currency, &createdAt, &status,
+			&reason, &processedAt); err != nil {
+			return err
+		}
+		if ord < 1 || ord > int64(len(uniq)) {
+			return fmt.Errorf("batch statement answered for item %d of %d", ord, len(uniq))
+		}
+		tx := uniq[ord-1]
+		if existed {
+			tx = payment.Transaction{ID: tx.ID, StoreID: *storeID, AccountID: *accountID, Amount: *amount,
+				Currency: *currency, CreatedAt: createdAt.UTC()}
+		}
+		refs[ord-1] = batchRef{created: !existed, rec: payment.Record{Transaction: tx,
+			Status: payment.Status(status), Reason: payment.Reason(reason), ProcessedAt: processedAt.UTC()}}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if n != len(uniq) {
+		return fmt.Errorf("batch statement answered for %d of %d items", n, len(uniq))
+	}
+	return nil
+}
+
 // transactionRow maps the transactions table.
 type transactionRow struct {
 	ID          uuid.UUID `gorm:"primaryKey"`
@@ -180,38 +409,58 @@ func (r *Repository) Process(ctx context.Context, tx payment.Transaction) (payme
 	return stored.Result(), false, nil
 }
 
-// process runs processSQL on a pooled connection. The pool wait honours ctx; the statement honours ctx's
-// deadline (the server's DB_QUERY_TIMEOUT: a hung database becomes a 503) as a deadline on the connection's
-// socket, not through the context: with a cancellable context, database/sql and pgx 5.7 each start a
-// goroutine per statement only to watch it, which cost more than the rest of the statement's Go side
-// (docs/performance.md). A client that disconnects no longer cancels the statement: it is one short
-// transaction that commits or fails by itself, and the client's retry gets the stored result. As
-// database/sql does, a statement that surely never reached the server (a stale pooled connection) is retried
-// on another connection. inserted is false when the id existed already.
-func (r *Repository) process(ctx context.Context, tx payment.Transaction) (payment.Result, bool, error) {
+// process runs processSQL (see onConn); inserted is false when the id existed already.
+func (r *Repository) process(ctx context.Context, tx payment.Transaction) (res payment.Result, inserted bool,
+	err error) {
+	var id [16]byte
+	var status, reason string
+	err = r.onConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+		// [16]byte: pgx encodes it natively; uuid.UUID would take its driver.Valuer fallback, which costs an
+		// fmt.Errorf per statement.
+		return c.QueryRow(ctx, processPositional,
+			[16]byte(tx.ID), tx.StoreID, tx.AccountID, tx.Amount, tx.Currency, tx.CreatedAt).
+			Scan(&id, &status, &reason, &res.ProcessedAt)
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return payment.Result{}, false, nil
+	case err != nil:
+		return payment.Result{}, false, err
+	}
+	res.ID, res.Status, res.Reason, res.ProcessedAt = id, payment.Status(status), payment.Reason(reason),
+		res.ProcessedAt.UTC()
+	return res, true, nil
+}
+
+// onConn runs f on a pooled pgx connection. The pool wait honours ctx; the statement honours ctx's deadline
+// (the server's DB_QUERY_TIMEOUT: a hung database becomes a 503) as a deadline on the connection's socket,
+// not through the context: f gets a context that is never cancelled, because with a cancellable context
+// database/sql and pgx 5.7 each start a goroutine per statement only to watch it, which cost more than the
+// rest of the statement's Go side (docs/performance.md). A client that disconnects no longer cancels the
+// statement: it is one short transaction that commits or fails by itself, and the client's retry gets the
+// stored result. As database/sql does, a statement that surely never reached the server (a stale pooled
+// connection) is retried on another connection.
+func (r *Repository) onConn(ctx context.Context, f func(context.Context, *pgx.Conn) error) error {
 	sqlDB, ok := r.db.ConnPool.(*sql.DB)
 	if !ok {
-		return payment.Result{}, false, fmt.Errorf("bank: repository needs a *sql.DB pool, got %T", r.db.ConnPool)
+		return fmt.Errorf("bank: repository needs a *sql.DB pool, got %T", r.db.ConnPool)
 	}
 	for attempt := 1; ; attempt++ {
-		res, inserted, err := processOn(ctx, sqlDB, tx)
+		err := onConnOnce(ctx, sqlDB, f)
 		if err != nil && errors.Is(err, driver.ErrBadConn) && attempt < 3 && ctx.Err() == nil {
 			continue
 		}
-		return res, inserted, err
+		return err
 	}
 }
 
-func processOn(ctx context.Context, sqlDB *sql.DB, tx payment.Transaction) (res payment.Result, inserted bool,
-	err error) {
+func onConnOnce(ctx context.Context, sqlDB *sql.DB, f func(context.Context, *pgx.Conn) error) error {
 	conn, err := sqlDB.Conn(ctx)
 	if err != nil {
-		return payment.Result{}, false, err
+		return err
 	}
 	defer conn.Close()
-	var id [16]byte
-	var status, reason string
-	err = conn.Raw(func(dc any) error {
+	return conn.Raw(func(dc any) error {
 		c, ok := dc.(*stdlib.Conn)
 		if !ok {
 			return fmt.Errorf("bank: driver connection is %T, not pgx", dc)
@@ -223,25 +472,12 @@ func processOn(ctx context.Context, sqlDB *sql.DB, tx payment.Transaction) (res 
 			}
 			defer nc.SetDeadline(time.Time{}) //nolint:errcheck // a connection broken by the deadline is discarded
 		}
-		// [16]byte: pgx encodes it natively; uuid.UUID would take its driver.Valuer fallback, which costs an
-		// fmt.Errorf per statement.
-		err := c.Conn().QueryRow(context.WithoutCancel(ctx), processPositional,
-			[16]byte(tx.ID), tx.StoreID, tx.AccountID, tx.Amount, tx.Currency, tx.CreatedAt).
-			Scan(&id, &status, &reason, &res.ProcessedAt)
+		err := f(context.WithoutCancel(ctx), c.Conn())
 		if err != nil && pgconn.SafeToRetry(err) {
 			return fmt.Errorf("%w: %w", driver.ErrBadConn, err) // database/sql discards the connection
 		}
 		return err
 	})
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return payment.Result{}, false, nil
-	case err != nil:
-		return payment.Result{}, false, err
-	}
-	res.ID, res.Status, res.Reason, res.ProcessedAt = id, payment.Status(status), payment.Reason(reason),
-		res.ProcessedAt.UTC()
-	return res, true, nil
 }
 
 // Transaction implements Ledger.

@@ -121,6 +121,45 @@ func (c *MockLedgerProcessCall) DoAndReturn(f func(context.Context, payment.Tran
 	return c
 }
 
+// ProcessBatch mocks base method.
+func (m *MockLedger) ProcessBatch(ctx context.Context, txs []payment.Transaction) ([]Outcome, error) {
+	m.ctrl.T.Helper()
+	ret := m.ctrl.Call(m, "ProcessBatch", ctx, txs)
+	ret0, _ := ret[0].([]Outcome)
+	ret1, _ := ret[1].(error)
+	return ret0, ret1
+}
+
+// ProcessBatch indicates an expected call of ProcessBatch.
+func (mr *MockLedgerMockRecorder) ProcessBatch(ctx, txs any) *MockLedgerProcessBatchCall {
+	mr.mock.ctrl.T.Helper()
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "ProcessBatch", reflect.TypeOf((*MockLedger)(nil).ProcessBatch), ctx, txs)
+	return &MockLedgerProcessBatchCall{Call: call}
+}
+
+// MockLedgerProcessBatchCall wrap *gomock.Call
+type MockLedgerProcessBatchCall struct {
+	*gomock.Call
+}
+
+// Return rewrite *gomock.Call.Return
+func (c *MockLedgerProcessBatchCall) Return(arg0 []Outcome, arg1 error) *MockLedgerProcessBatchCall {
+	c.Call = c.Call.Return(arg0, arg1)
+	return c
+}
+
+// Do rewrite *gomock.Call.Do
+func (c *MockLedgerProcessBatchCall) Do(f func(context.Context, []payment.Transaction) ([]Outcome, error)) *MockLedgerProcessBatchCall {
+	c.Call = c.Call.Do(f)
+	return c
+}
+
+// DoAndReturn rewrite *gomock.Call.DoAndReturn
+func (c *MockLedgerProcessBatchCall) DoAndReturn(f func(context.Context, []payment.Transaction) ([]Outcome, error)) *MockLedgerProcessBatchCall {
+	c.Call = c.Call.DoAndReturn(f)
+	return c
+}
+
 // Transaction mocks base method.
 func (m *MockLedger) Transaction(ctx context.Context, id uuid.UUID) (payment.Record, error) {
 	m.ctrl.T.Helper()

@@ -48,6 +48,7 @@ func TestServerMatchesOpenAPI(t *testing.T) {
 	// A Bank whose database is down, for the 503 answers.
 	down := NewMockLedger(gomock.NewController(t))
 	down.EXPECT().Process(gomock.Any(), gomock.Any()).Return(payment.Result{}, false, &pgconn.ConnectError{}).AnyTimes()
+	down.EXPECT().ProcessBatch(gomock.Any(), gomock.Any()).Return(nil, &pgconn.ConnectError{}).AnyTimes()
 	broken := httptest.NewServer(NewServer(down, web.NewHealth(func(context.Context) error { return errors.New("database: connection refused") }),
 		prometheus.NewRegistry(), slog.New(slog.DiscardHandler)))
 	defer broken.Close()
@@ -56,6 +57,11 @@ func TestServerMatchesOpenAPI(t *testing.T) {
 	body := mustJSON(t, tx)
 	conflict := tx
 	conflict.Amount = 11
+	// A batch with every item-level answer: created, replay (of an earlier request and of an earlier item),
+	// conflict, invalid, too large.
+	fresh := mustJSON(t, newTx("ACC-000002", 5, "EUR"))
+	batch := `{"transactions":[` + strings.Join([]string{fresh, body, mustJSON(t, conflict), fresh, `{"id":1}`,
+		`{` + strings.Repeat(" ", 17000) + `}`}, ",") + `]}`
 	cases := []struct {
 		name, base, method, path, contentType, body string
 		want                                        int
@@ -68,6 +74,11 @@ func TestServerMatchesOpenAPI(t *testing.T) {
 		{"too large", real.URL, "POST", "/v1/transactions", "application/json", strings.Repeat(" ", 20000) + body, 413, false},
 		{"media type", real.URL, "POST", "/v1/transactions", "text/plain", body, 415, false},
 		{"unavailable", broken.URL, "POST", "/v1/transactions", "application/json", mustJSON(t, newTx("A", 1, "EUR")), 503, true},
+		{"batch", real.URL, "POST", "/v1/transactions/batch", "application/json", batch, 200, true},
+		{"batch invalid", real.URL, "POST", "/v1/transactions/batch", "application/json", `{"transactions":[]}`, 400, false},
+		{"batch too large", real.URL, "POST", "/v1/transactions/batch", "application/json", `{"transactions":[` + strings.Repeat(" ", 300<<10) + body + `]}`, 413, false},
+		{"batch media type", real.URL, "POST", "/v1/transactions/batch", "text/plain", batch, 415, false},
+		{"batch unavailable", broken.URL, "POST", "/v1/transactions/batch", "application/json", `{"transactions":[` + body + `]}`, 503, true},
 		{"get transaction", real.URL, "GET", "/v1/transactions/" + tx.ID.String(), "", "", 200, true},
 		{"get missing", real.URL, "GET", "/v1/transactions/" + uuid.NewString(), "", "", 404, true},
 		{"get bad id", real.URL, "GET", "/v1/transactions/xyz", "", "", 400, true},

@@ -17,6 +17,7 @@ func (s *Server) routes(e *gin.Engine, health *web.Health) {
 	e.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", OpenAPI) })
 	v1 := e.Group("/v1")
 	v1.POST("/transactions", s.postTransaction)
+	v1.POST("/transactions/batch", s.postBatch)
 	v1.GET("/transactions/:id", s.getTransaction)
 	v1.GET("/accounts/:id", s.getAccount)
 }

@@ -1,10 +1,12 @@
 package bank
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -22,6 +24,9 @@ type Server struct {
 	queryTimeout time.Duration
 	decided      *prometheus.CounterVec
 	latency      prometheus.Histogram
+	batchItems   *prometheus.CounterVec
+	batchSize    prometheus.Histogram
+	batchLatency prometheus.Histogram
 }
 
 // Option configures a Server.
@@ -42,18 +47,32 @@ func NewServer(ledger Ledger, health *web.Health, reg *prometheus.Registry, log 
 		queryTimeout: 5 * time.Second,
 		decided: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "bank", Name: "transactions_total",
-			Help: "Transactions processed for the first time, by decision and decline reason.",
+			Help: "Transactions processed for the first time (single or in a batch), by decision and decline reason.",
 		}, []string{"status", "reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "bank", Name: "processing_duration_seconds",
 			Help:    "Time to decide and record a transaction in the database (first processing and replays).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
+		batchItems: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "bank", Name: "batch_items_total",
+			Help: "Transactions answered inside batches, by the status code each got (201, 200, 409, 400, 413).",
+		}, []string{"code"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "bank", Name: "batch_size",
+			Help:    "Transactions per batch request that reached decoding of its items.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}),
+		batchLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "bank", Name: "batch_processing_duration_seconds",
+			Help:    "Time to decide and record a batch's valid transactions in the database (one statement).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
 	}
 	for _, o := range opts {
 		o(s)
 	}
-	reg.MustRegister(s.decided, s.latency)
+	reg.MustRegister(s.decided, s.latency, s.batchItems, s.batchSize, s.batchLatency)
 	for _, r := range []payment.Reason{payment.ReasonNone, payment.ReasonInsufficientFunds,
 		payment.ReasonUnknownAccount, payment.ReasonCurrencyMismatch} {
 		status := payment.StatusDeclined
@@ -61,6 +80,10 @@ func NewServer(ledger Ledger, health *web.Health, reg *prometheus.Registry, log 
 			status = payment.StatusApproved
 		}
 		s.decided.WithLabelValues(string(status), string(r)) // export zeroes so rates exist from the start
+	}
+	for _, code := range []int{http.StatusCreated, http.StatusOK, http.StatusConflict, http.StatusBadRequest,
+		http.StatusRequestEntityTooLarge} {
+		s.batchItems.WithLabelValues(strconv.Itoa(code))
 	}
 	e := web.NewEngine("bank", reg, log)
 	s.routes(e, health)
@@ -75,9 +98,7 @@ func (s *Server) postTransaction(c *gin.Context) {
 	web.LimitBody(c)
 	tx, err := payment.DecodeTransaction(c.Request.Body)
 	if err != nil {
-		if !web.BadInput(c, err) {
-			s.fail(c, err)
-		}
+		s.fail(c, err)
 		return
 	}
 	if key := c.GetHeader(payment.IdempotencyHeader); key != "" && key != tx.ID.String() {
@@ -138,15 +159,109 @@ func (s *Server) getAccount(c *gin.Context) {
 	c.JSON(http.StatusOK, acc)
 }
 
-// fail maps every Ledger error to HTTP, in one place.
-func (s *Server) fail(c *gin.Context, err error) {
+// batchItem is one item of the batch's answer: the status and body POST /v1/transactions would have given
+// (payment.BatchItem on the wire).
+type batchItem struct {
+	Status int `json:"status"`
+	Body   any `json:"body"`
+}
+
+// postBatch handles POST /v1/transactions/batch: every valid transaction is processed in one database
+// statement (Ledger.ProcessBatch), and each item gets the answer and the effect the single endpoint would
+// give it, in order. A database failure fails the whole batch (503 + Retry-After): nothing of it is
+// half-applied, and the retry answers every item once.
+func (s *Server) postBatch(c *gin.Context) {
+	if !web.RequireJSON(c) {
+		return
+	}
+	if c.GetHeader(payment.IdempotencyHeader) != "" {
+		web.Abort(c, http.StatusBadRequest, payment.CodeInvalidRequest, "a batch takes no Idempotency-Key",
+			map[string]string{payment.IdempotencyHeader: "not used by batches: each transaction's id is its key"})
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, payment.MaxBatchBytes)
+	raws, err := payment.DecodeBatch(c.Request.Body)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.batchSize.Observe(float64(len(raws)))
+	items := make([]batchItem, len(raws))
+	txs := make([]payment.Transaction, 0, len(raws))
+	at := make([]int, 0, len(raws)) // at[j]: the item of txs[j]
+	for i, raw := range raws {
+		var tx payment.Transaction
+		var err error = &http.MaxBytesError{Limit: payment.MaxBodyBytes} // the single endpoint's answer to it
+		if len(raw) <= payment.MaxBodyBytes {
+			tx, err = payment.DecodeTransaction(bytes.NewReader(raw))
+		}
+		if err != nil {
+			items[i].Status, items[i].Body = s.itemError(c, err)
+			continue
+		}
+		txs = append(txs, tx)
+		at = append(at, i)
+	}
+	if len(txs) > 0 {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), s.queryTimeout)
+		defer cancel()
+		start := time.Now()
+		outs, err := s.ledger.ProcessBatch(ctx, txs)
+		s.batchLatency.Observe(time.Since(start).Seconds())
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		for j, o := range outs {
+			it := &items[at[j]]
+			switch {
+			case o.Err != nil:
+				it.Status, it.Body = s.itemError(c, o.Err)
+			case o.Created:
+				s.decided.WithLabelValues(string(o.Result.Status), string(o.Result.Reason)).Inc()
+				it.Status, it.Body = http.StatusCreated, o.Result
+			default:
+				it.Status, it.Body = http.StatusOK, o.Result
+			}
+		}
+	}
+	for _, it := range items {
+		s.batchItems.WithLabelValues(strconv.Itoa(it.Status)).Inc()
+	}
+	c.JSON(http.StatusOK, gin.H{"results": items})
+}
+
+// itemError is the answer to one item of a batch that failed on its own (bad input, a conflict): what fail
+// answers the single endpoint for the same error.
+func (s *Server) itemError(c *gin.Context, err error) (int, payment.ErrorBody) {
+	status, body, ok := answer(err)
+	if !ok { // not an item's error: a bug in the ledger
+		s.log.Error("batch item failed", "path", c.FullPath(), "err", err)
+		return http.StatusInternalServerError, web.ErrorBody(payment.CodeInternal, "internal error", nil)
+	}
+	return status, body
+}
+
+// answer maps an error to its HTTP status and error body, in one place — for whole requests (fail) and for
+// each item of a batch: a conflict (409), an unknown resource (404), bad input (400 with fields, 413). ok is
+// false for anything else: a database failure or a bug, answered for the whole request by
+// web.DependencyError (503 + Retry-After, or 500).
+func answer(err error) (status int, body payment.ErrorBody, ok bool) {
 	switch {
 	case errors.Is(err, ErrConflict):
-		web.Abort(c, http.StatusConflict, payment.CodeIdempotencyConflict,
-			"a transaction with this id exists with different fields", nil)
+		return http.StatusConflict, web.ErrorBody(payment.CodeIdempotencyConflict,
+			"a transaction with this id exists with different fields", nil), true
 	case errors.Is(err, ErrNotFound):
-		web.Abort(c, http.StatusNotFound, payment.CodeNotFound, "not found", nil)
-	default:
-		web.DependencyError(c, s.log, err, postgres.Unavailable)
+		return http.StatusNotFound, web.ErrorBody(payment.CodeNotFound, "not found", nil), true
 	}
+	return web.InputError(err)
+}
+
+// fail answers a request that failed as a whole.
+func (s *Server) fail(c *gin.Context, err error) {
+	if status, body, ok := answer(err); ok {
+		c.AbortWithStatusJSON(status, body)
+		return
+	}
+	web.DependencyError(c, s.log, err, postgres.Unavailable)
 }

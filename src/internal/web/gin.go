@@ -1,7 +1,6 @@
 package web
 
 import (
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -102,18 +101,11 @@ func LimitBody(c *gin.Context) {
 // BadInput answers a decoding error: 413 for an oversized body, 400 with fields for invalid input. It
 // returns false when err is neither (the caller handles it).
 func BadInput(c *gin.Context, err error) bool {
-	var tooLarge *http.MaxBytesError
-	var invalid *payment.ValidationError
-	switch {
-	case errors.As(err, &tooLarge):
-		Abort(c, http.StatusRequestEntityTooLarge, payment.CodePayloadTooLarge,
-			"request body larger than "+strconv.Itoa(payment.MaxBodyBytes)+" bytes", nil)
-	case errors.As(err, &invalid):
-		Abort(c, http.StatusBadRequest, payment.CodeInvalidRequest, invalid.Message, invalid.Fields)
-	default:
-		return false
+	status, body, ok := InputError(err)
+	if ok {
+		c.AbortWithStatusJSON(status, body)
 	}
-	return true
+	return ok
 }
 
 // DependencyError answers an error that is not the caller's domain error: 503 + Retry-After when the database
