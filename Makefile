@@ -47,6 +47,10 @@ lab: ## HA lab: faults + kill -9 of the bank-db primary, sync standby vs negativ
 bench: ## benchmark: pgbench with the Bank's SQL vs the Bank, outbox drain, end to end (BENCH_ARGS; not part of make test)
 	$(GO) run ./test/bench $(BENCH_ARGS)
 
+.PHONY: capacity
+capacity: ## the capacity model of docs/scaling.md: its table from the measured inputs (CAPACITY_ARGS='-db-vcpu 32 ...'; -h lists them)
+	$(GO) run ./test/capacity $(CAPACITY_ARGS)
+
 .PHONY: fuzz
 fuzz: ## explore the request decoder with the fuzzer (FUZZTIME=60s)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeTransaction -fuzztime $(FUZZTIME) ./src/internal/payment/
