@@ -1,0 +1,274 @@
+// Package e2e is `make e2e`: it brings up the throwaway cluster with txmesh deployed (or reuses the running
+// one), drives purchases into the Store's Service at a steady rate, runs each scenario — outages, database
+// and node failures, a drain, rolling updates, a bad release, and a negative control that must lose — and
+// judges each with txaudit run as a Job in the cluster plus a lookup of every purchase the Store accepted.
+// It prints a table and writes e2e-results/e2e.json; the shape follows test/lab (schedule, judge, table, JSON).
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/txmesh/txmesh/test/cluster/build"
+	"github.com/txmesh/txmesh/test/cluster/kube"
+	"github.com/txmesh/txmesh/test/cluster/stack"
+)
+
+const namespace = stack.Namespace
+
+// Options configure Run.
+type Options struct {
+	Repo      string
+	Scenarios []string // names to run, in the schedule's order; all when empty
+	Keep      bool     // leave the cluster up afterwards
+	Rate      float64  // purchases per second from the driver
+	Seed      uint64
+	Out       string // results directory
+	Log       io.Writer
+}
+
+// Row is one scenario's result.
+type Row struct {
+	Name       string             `json:"name"`
+	Expect     string             `json:"expect"` // "clean", or "loss" for the negative control
+	Passed     bool               `json:"passed"`
+	Purchases  int64              `json:"purchases"` // accepted (202) from the driver during the scenario
+	Audited    int64              `json:"audited"`   // all purchases in the Store at the audit
+	Lost       int64              `json:"lost"`
+	Unknown    int64              `json:"unknown"`
+	Duplicated int64              `json:"duplicated"`
+	Mismatched int64              `json:"mismatched"`
+	Imbalanced int64              `json:"imbalanced"`
+	Missing202 int64              `json:"missing_202"`
+	Client5xx  int64              `json:"client_5xx"`
+	Failed     int64              `json:"client_failed"` // purchases a client gave up on (not a loss: never accepted)
+	Seconds    float64            `json:"seconds"`
+	Times      map[string]float64 `json:"times,omitempty"` // measured intervals in seconds, e.g. kill_to_primary
+	Checks     []string           `json:"checks"`          // what the scenario verified, in words
+	Client     clientStats        `json:"client"`
+	Audit      *auditReport       `json:"audit,omitempty"`
+	Error      string             `json:"error,omitempty"`
+}
+
+// Result is the whole run.
+type Result struct {
+	Scenarios []*Row `json:"scenarios"`
+	Cluster   struct {
+		Kubernetes string   `json:"kubernetes"`
+		Nodes      []string `json:"nodes"`
+		CNPG       string   `json:"cnpg"`
+		Containerd string   `json:"containerd"`
+		Mesh       string   `json:"mesh"`
+	} `json:"cluster"`
+	Memory    *memory            `json:"memory,omitempty"`
+	Timing    map[string]float64 `json:"timing"` // seconds: cluster_up, scenarios, total
+	Rate      float64            `json:"rate"`
+	Seed      uint64             `json:"seed"`
+	Passed    bool               `json:"passed"`
+	StartedAt time.Time          `json:"started_at"`
+}
+
+// env is what scenarios act on.
+type env struct {
+	s      *stack.Stack
+	c      *kube.Cluster
+	cs     kubernetes.Interface
+	client *http.Client
+	store  string // https://<store ClusterIP>:8080
+	image  string // the txmesh image deployed
+	opts   Options
+	log    io.Writer
+}
+
+func (e *env) logf(format string, a ...any) {
+	fmt.Fprintf(e.log, "%s e2e: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
+}
+
+// Run runs the scenarios and returns the result (an error only when the run itself could not happen).
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Rate == 0 {
+		o.Rate = 20
+	}
+	if o.Out == "" {
+		o.Out = filepath.Join(o.Repo, "e2e-results")
+	}
+	sched, err := schedule(o.Scenarios)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Rate: o.Rate, Seed: o.Seed, StartedAt: time.Now().UTC(), Timing: map[string]float64{}}
+	t0 := time.Now()
+	s, err := stack.Up(ctx, stack.Options{RepoRoot: o.Repo, Log: o.Log})
+	if err != nil {
+		return nil, err
+	}
+	if !o.Keep {
+		defer func() {
+			if err := kube.Down(s.Cluster.Layout(), o.Log); err != nil {
+				fmt.Fprintln(o.Log, "e2e: cluster down:", err)
+			}
+		}()
+	}
+	res.Timing["cluster_up"] = time.Since(t0).Seconds()
+	e, err := newEnv(ctx, s, o)
+	if err != nil {
+		return nil, err
+	}
+	res.Cluster.Kubernetes, res.Cluster.CNPG = build.KubernetesVersion, build.CNPGVersion
+	res.Cluster.Containerd = containerdVersion()
+	res.Cluster.Mesh = "none: the apps' own mTLS (no Envoy build is obtainable offline)"
+	for _, n := range s.Cluster.Nodes() {
+		res.Cluster.Nodes = append(res.Cluster.Nodes, n.Name+" ("+n.Zone+")")
+	}
+	t1 := time.Now()
+	for i, sc := range sched {
+		row := e.runScenario(ctx, sc, uint64(i)+o.Seed)
+		res.Scenarios = append(res.Scenarios, row)
+		if i == 0 {
+			res.Memory = measureMemory(s.Cluster)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	res.Timing["scenarios"] = time.Since(t1).Seconds()
+	res.Timing["total"] = time.Since(t0).Seconds()
+	res.Passed = len(res.Scenarios) == len(sched)
+	for _, r := range res.Scenarios {
+		res.Passed = res.Passed && r.Passed
+	}
+	if res.Memory != nil {
+		res.Passed = res.Passed && res.Memory.PSSBytes < memoryBudget
+	}
+	return res, write(res, o.Out)
+}
+
+func newEnv(ctx context.Context, s *stack.Stack, o Options) (*env, error) {
+	cs, err := s.Cluster.Client()
+	if err != nil {
+		return nil, err
+	}
+	client, err := newClient(s.TLS)
+	if err != nil {
+		return nil, err
+	}
+	e := &env{s: s, c: s.Cluster, cs: cs, client: client, image: s.Images["txmesh"].Ref, opts: o, log: o.Log}
+	if e.store, err = e.serviceURL(ctx, "store"); err != nil {
+		return nil, err
+	}
+	return e, e.waitStoreReachable(ctx, 2*time.Minute)
+}
+
+// runScenario runs one scenario under load and judges it.
+func (e *env) runScenario(ctx context.Context, sc scenario, seed uint64) *Row {
+	row := &Row{Name: sc.name, Expect: "clean", Times: map[string]float64{}}
+	if sc.negative {
+		row.Expect = "loss"
+	}
+	e.logf("── scenario %s: %s", sc.name, sc.what)
+	start := time.Now()
+	lctx, stopLoad := context.WithCancel(ctx)
+	d := newDriver(e.store, e.client, e.opts.Rate, seed, sc.name)
+	go d.run(lctx)
+	err := sc.run(ctx, e, row)
+	stopLoad()
+	<-d.stopped
+	if err != nil {
+		row.Error = err.Error()
+		e.logf("scenario %s: %v", sc.name, err)
+	}
+	row.Client = d.stats()
+	row.Purchases, row.Client5xx, row.Failed = row.Client.Accepted, row.Client.Status5xx, row.Client.Failed
+	// The audit waits for the outbox to drain; the system must be whole again first.
+	if herr := e.s.WaitHealthy(ctx, 6*time.Minute); herr != nil && row.Error == "" {
+		row.Error = "not healthy after the scenario: " + herr.Error()
+	}
+	rep, aerr := e.audit(ctx, "txaudit-"+sc.name, 3*time.Minute)
+	if aerr != nil {
+		row.Error = strings.TrimSpace(row.Error + "; audit: " + aerr.Error())
+	} else {
+		row.Audit = rep
+		row.Lost, row.Unknown, row.Duplicated = rep.Defects["lost"], rep.Defects["unknown"], rep.Defects["duplicate"]
+		row.Mismatched, row.Imbalanced = rep.Defects["mismatch"], rep.Defects["imbalance"]
+		for _, n := range rep.Purchases {
+			row.Audited += n
+		}
+	}
+	ids := d.accepted202()
+	missing, notFinal, verr := verify202s(ctx, e.client, e.store, ids)
+	if verr != nil {
+		row.Error = strings.TrimSpace(row.Error + "; 202 lookup: " + verr.Error())
+	}
+	row.Missing202, row.Client.NotFinal, row.Client.Checked = missing+notFinal, notFinal, int64(len(ids))
+	row.Client.MissingFrom = row.Missing202
+	row.Seconds = time.Since(start).Seconds()
+	row.Passed = judge(sc, row, rep)
+	e.logf("scenario %s: %s in %.0fs — purchases %d, lost %d, 202-missing %d, client 5xx %d, failed %d",
+		sc.name, map[bool]string{true: "PASS", false: "FAIL"}[row.Passed], row.Seconds, row.Purchases, row.Lost,
+		row.Missing202, row.Client5xx, row.Failed)
+	return row
+}
+
+// judge: a clean scenario has no defect of any kind, every 202 final in the Store, a drained outbox, the
+// scenario's own checks passed, and (where the scenario promises it) no client-visible failure. The
+// negative control passes when the audit sees the loss it was built to cause.
+func judge(sc scenario, r *Row, rep *auditReport) bool {
+	if rep == nil || rep.Drained == nil || !*rep.Drained {
+		return false
+	}
+	if sc.negative {
+		return r.Lost > 0 && r.Error == ""
+	}
+	clean := r.Error == "" && r.Lost == 0 && r.Unknown == 0 && r.Duplicated == 0 && r.Mismatched == 0 &&
+		r.Imbalanced == 0 && r.Missing202 == 0 && r.Purchases > 0
+	if sc.noClientErrors {
+		clean = clean && r.Client5xx == 0 && r.Failed == 0
+	}
+	return clean
+}
+
+func write(res *Result, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "e2e.json"), append(b, '\n'), 0o644)
+}
+
+func schedule(names []string) ([]scenario, error) {
+	all := scenarios()
+	if len(names) == 0 {
+		return all, nil
+	}
+	var out []scenario
+	var known []string
+	for _, s := range all {
+		known = append(known, s.name)
+		if slices.Contains(names, s.name) {
+			out = append(out, s)
+		}
+	}
+	for _, n := range names {
+		if !slices.Contains(known, n) {
+			return nil, fmt.Errorf("unknown scenario %q (E2E_SCENARIOS takes: %s)", n, strings.Join(known, ","))
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no scenario selected")
+	}
+	return out, nil
+}

@@ -1,0 +1,357 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/txmesh/txmesh/test/cluster/deploy"
+)
+
+// Operations the scenarios are made of.
+
+func (e *env) serviceURL(ctx context.Context, name string) (string, error) {
+	svc, err := e.cs.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("https://%s:8080", svc.Spec.ClusterIP), nil
+}
+
+// waitStoreReachable waits until the Store answers through its Service from the host (the host's kube-proxy
+// takes up to a minute to start translating).
+func (e *env) waitStoreReachable(ctx context.Context, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	var last error
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.store+"/v1/outbox", nil)
+		resp, err := e.client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		last = err
+		time.Sleep(time.Second)
+	}
+	return fmt.Errorf("the Store's Service %s is not reachable from the host after %s: %w", e.store, d, last)
+}
+
+// cnpgPrimary is a CloudNativePG cluster's current primary: pod, node, and the postgres container's ID.
+type cnpgPrimary struct {
+	Pod, Node, ContainerID, IP string
+}
+
+func (e *env) primary(ctx context.Context, cluster string) (cnpgPrimary, error) {
+	c, err := e.s.Apply.Dynamic().Resource(deploy.Clusters).Namespace(namespace).Get(ctx, cluster, metav1.GetOptions{})
+	if err != nil {
+		return cnpgPrimary{}, err
+	}
+	name, _, _ := unstructured.NestedString(c.Object, "status", "currentPrimary")
+	if name == "" {
+		return cnpgPrimary{}, fmt.Errorf("%s has no current primary", cluster)
+	}
+	pod, err := e.cs.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return cnpgPrimary{}, err
+	}
+	p := cnpgPrimary{Pod: name, Node: pod.Spec.NodeName, IP: pod.Status.PodIP}
+	for _, st := range pod.Status.ContainerStatuses {
+		if st.Name == "postgres" {
+			p.ContainerID = strings.TrimPrefix(st.ContainerID, "containerd://")
+		}
+	}
+	return p, nil
+}
+
+// waitPrimaryChange waits until the cluster's current primary is another pod and returns when it was seen.
+func (e *env) waitPrimaryChange(ctx context.Context, cluster, old string, d time.Duration) (string, time.Time, error) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		c, err := e.s.Apply.Dynamic().Resource(deploy.Clusters).Namespace(namespace).Get(ctx, cluster, metav1.GetOptions{})
+		if err == nil {
+			cur, _, _ := unstructured.NestedString(c.Object, "status", "currentPrimary")
+			if cur != "" && cur != old {
+				return cur, time.Now(), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", time.Time{}, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return "", time.Time{}, fmt.Errorf("%s: no new primary within %s (still %s)", cluster, d, old)
+}
+
+// killPostmaster kill -9s PostgreSQL's postmaster in the container, from the node (its process, not the pod).
+func (e *env) killPostmaster(p cnpgPrimary) error {
+	pids, err := e.c.ContainerPIDs(p.Node, p.ContainerID)
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		if comm(pid) == "postgres" && comm(ppid(pid)) != "postgres" {
+			return syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	return fmt.Errorf("no postmaster among the processes of %s on %s: %v", p.Pod, p.Node, pids)
+}
+
+func comm(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(b))
+}
+
+func ppid(pid int) int {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "PPid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}
+
+// podsOf lists the running pods of an app label.
+func (e *env) podsOf(ctx context.Context, selector string) ([]corev1.Pod, error) {
+	l, err := e.cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, err
+	}
+	var out []corev1.Pod
+	for _, p := range l.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// metric reads one Prometheus counter or gauge (summed over its label sets) from a pod's management port.
+func metric(ctx context.Context, ip, name string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ip+":9090/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var sum float64
+	found := false
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != '{' && line[len(name)] != ' ') {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+			found = true
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("no %s at %s", name, ip)
+	}
+	return sum, sc.Err()
+}
+
+// commitWatch samples the Bank's first-time commits (bank_transactions_total on every Bank pod) every
+// 250 ms, to time the first commit after a fault and the longest interval without one.
+type commitWatch struct {
+	mu      sync.Mutex
+	samples []time.Time // times at which the sum grew since the previous sample
+	first   time.Time
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+func (e *env) watchCommits(ctx context.Context) *commitWatch {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &commitWatch{stop: cancel, done: make(chan struct{}), first: time.Now()}
+	go func() {
+		defer close(w.done)
+		last := map[string]float64{}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			pods, err := e.podsOf(ctx, "app=bank")
+			if err != nil {
+				continue
+			}
+			grew := false
+			for _, p := range pods {
+				if p.Status.PodIP == "" {
+					continue
+				}
+				v, err := metric(ctx, p.Status.PodIP, "bank_transactions_total")
+				if err != nil {
+					continue
+				}
+				if v > last[p.Name] {
+					grew = true
+				}
+				last[p.Name] = v
+			}
+			if grew {
+				w.mu.Lock()
+				w.samples = append(w.samples, time.Now())
+				w.mu.Unlock()
+			}
+		}
+	}()
+	return w
+}
+
+func (w *commitWatch) close() { w.stop(); <-w.done }
+
+// firstAfter is the first sample after t that saw commits made after t (the sample before it was after t too).
+func (w *commitWatch) firstAfter(t time.Time) (time.Duration, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range w.samples {
+		if s.After(t.Add(300 * time.Millisecond)) {
+			return s.Sub(t), true
+		}
+	}
+	return 0, false
+}
+
+// longestGap is the longest interval without a commit between from and to.
+func (w *commitWatch) longestGap(from, to time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	prev, longest := from, time.Duration(0)
+	for _, s := range w.samples {
+		if s.Before(from) || s.After(to) {
+			continue
+		}
+		longest = max(longest, s.Sub(prev))
+		prev = s
+	}
+	return max(longest, to.Sub(prev))
+}
+
+// kubectl runs the cluster's own kubectl (or kubectl-cnpg) and returns its output.
+func (e *env) kubectl(ctx context.Context, bin string, args ...string) (string, error) {
+	path := e.s.Bin[bin]
+	if path == "" {
+		return "", fmt.Errorf("no %s binary", bin)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.c.Kubeconfig())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// cnpgStatus saves `kubectl cnpg status` of both databases next to the results.
+func (e *env) cnpgStatus(ctx context.Context, tag string) {
+	var b strings.Builder
+	for _, db := range []string{"bank-db", "store-db"} {
+		out, err := e.kubectl(ctx, "kubectl-cnpg", "status", db, "-n", namespace)
+		if err != nil {
+			out += "\n" + err.Error()
+		}
+		b.WriteString(out + "\n")
+	}
+	_ = os.MkdirAll(e.opts.Out, 0o755)
+	_ = os.WriteFile(filepath.Join(e.opts.Out, "cnpg-status-"+tag+".txt"), []byte(b.String()), 0o644)
+}
+
+// scale sets a Deployment's replicas through its scale subresource (as `kubectl scale`).
+func (e *env) scale(ctx context.Context, name string, n int32) error {
+	s, err := e.cs.AppsV1().Deployments(namespace).GetScale(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	s.Spec.Replicas = n
+	_, err = e.cs.AppsV1().Deployments(namespace).UpdateScale(ctx, name, s, metav1.UpdateOptions{})
+	return err
+}
+
+// outbox reads GET /v1/outbox through the Store's Service.
+type outboxStatus struct {
+	Backlog int64  `json:"backlog"`
+	Breaker string `json:"breaker"`
+}
+
+func (e *env) outbox(ctx context.Context) (outboxStatus, error) {
+	var o outboxStatus
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.store+"/v1/outbox", nil)
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return o, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return o, fmt.Errorf("GET /v1/outbox: %d", resp.StatusCode)
+	}
+	return o, decodeJSON(resp, &o)
+}
+
+// waitDrained waits until the outbox is empty and returns how long it took.
+func (e *env) waitDrained(ctx context.Context, d time.Duration) (time.Duration, error) {
+	t := time.Now()
+	for time.Since(t) < d {
+		if o, err := e.outbox(ctx); err == nil && o.Backlog == 0 {
+			return time.Since(t), nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return 0, errors.New("outbox not drained within " + d.String())
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func containerdVersion() string {
+	out, err := exec.Command("containerd", "--version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(out))
+	if len(f) >= 3 {
+		return f[2]
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -1,0 +1,249 @@
+package kube
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// The network: a bridge on the host (the control plane's address) with one veth per node, each node in its
+// own network namespace. Node-to-node and pod-to-pod traffic crosses the bridge on direct routes; the host
+// reaches pods through routes via the node addresses. Nothing is forwarded off the bridge: the nodes have no
+// default route, and an nft table drops anything that would be routed between the bridge and any other
+// interface (so no pod reaches an address this machine did not create, whatever ip_forward says).
+
+const cmdTimeout = 20 * time.Second
+
+func ip(args ...string) error {
+	_, err := runCmd(cmdTimeout, append([]string{"ip"}, args...)...)
+	return err
+}
+
+func ipNS(ns string, args ...string) error {
+	return ip(append([]string{"-n", ns}, args...)...)
+}
+
+// checkAddressesFree fails when the machine already routes one of the cluster's ranges (another network
+// would be shadowed, or a stale cluster is left).
+func checkAddressesFree(l Layout) error {
+	nw := l.net()
+	out, err := runCmd(cmdTimeout, "ip", "-4", "route", "show", "table", "all")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		dst := f[0]
+		if dst == "default" || dst == "broadcast" || dst == "local" || dst == "unreachable" {
+			if len(f) < 2 || dst == "default" || dst == "unreachable" {
+				continue
+			}
+			dst = f[1]
+		}
+		p, err := netip.ParsePrefix(dst)
+		if err != nil {
+			a, err2 := netip.ParseAddr(dst)
+			if err2 != nil {
+				continue
+			}
+			p = netip.PrefixFrom(a, 32)
+		}
+		for _, mine := range []netip.Prefix{nw.NodeNet, nw.PodNet, nw.ServiceNet} {
+			if p.Overlaps(mine) {
+				return fmt.Errorf("this machine already routes %s (%q), which overlaps the cluster's %s: "+
+					"a cluster is left over (run `make cluster-down`) or another network uses the range", p, line, mine)
+			}
+		}
+	}
+	return nil
+}
+
+func setupBridge(l Layout) error {
+	nw := l.net()
+	if err := ip("link", "add", l.Bridge, "type", "bridge"); err != nil {
+		return err
+	}
+	if err := ip("addr", "add", netip.PrefixFrom(nw.HostIP, nw.NodeNet.Bits()).String(), "dev", l.Bridge); err != nil {
+		return err
+	}
+	if err := ip("link", "set", l.Bridge, "up"); err != nil {
+		return err
+	}
+	// The Service range goes to the bridge, so host traffic to a ClusterIP that kube-proxy does not translate
+	// never leaves through the machine's own uplink.
+	return ip("route", "add", nw.ServiceNet.String(), "dev", l.Bridge, "src", nw.HostIP.String())
+}
+
+func guardRules(l Layout) string {
+	return fmt.Sprintf(`table inet %[1]s {
+	chain forward {
+		type filter hook forward priority -300; policy accept;
+		iifname "%[2]s" oifname != "%[2]s" counter drop comment "cluster traffic never leaves the bridge"
+		oifname "%[2]s" iifname != "%[2]s" counter drop comment "nothing from outside is routed into it"
+	}
+}
+`, l.guardTable(), l.Bridge)
+}
+
+func setupGuard(l Layout) error {
+	f, err := os.CreateTemp("", "txmesh-guard-*.nft")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(guardRules(l)); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	_, err = runCmd(cmdTimeout, "nft", "-f", f.Name())
+	return err
+}
+
+func setupNodeNet(l Layout, n Node, all []Node) error {
+	nw := l.net()
+	ns := n.Netns
+	if err := ip("netns", "add", ns); err != nil {
+		return err
+	}
+	if err := ip("link", "add", n.Veth, "type", "veth", "peer", "name", "eth0", "netns", ns); err != nil {
+		return err
+	}
+	if err := ip("link", "set", n.Veth, "master", l.Bridge, "up"); err != nil {
+		return err
+	}
+	steps := [][]string{
+		{"link", "set", "lo", "up"},
+		{"addr", "add", netip.PrefixFrom(n.IP, nw.NodeNet.Bits()).String(), "dev", "eth0"},
+		{"link", "set", "eth0", "up"},
+		{"route", "add", nw.ServiceNet.String(), "dev", "eth0", "src", n.IP.String()},
+	}
+	for _, o := range all {
+		if o.Name != n.Name {
+			steps = append(steps, []string{"route", "add", o.PodNet.String(), "via", o.IP.String()})
+		}
+	}
+	for _, s := range steps {
+		if err := ipNS(ns, s...); err != nil {
+			return err
+		}
+	}
+	for k, v := range map[string]string{"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/rp_filter": "0"} {
+		if err := nsSysctl(ns, k, v); err != nil {
+			return err
+		}
+	}
+	return ip("route", "add", n.PodNet.String(), "via", n.IP.String())
+}
+
+// nsSysctl writes a per-namespace sysctl from inside the namespace (/proc/sys/net shows the writer's own).
+func nsSysctl(ns, key, value string) error {
+	_, err := runCmd(cmdTimeout, "nsenter", "--net=/run/netns/"+ns, "--", "/bin/sh", "-c",
+		fmt.Sprintf("echo %s > /proc/sys/%s", value, key))
+	return err
+}
+
+// CutNode takes the node's link down: it keeps running but reaches nothing and nothing reaches it.
+func (c *Cluster) CutNode(name string) error {
+	n, err := c.node(name)
+	if err != nil {
+		return err
+	}
+	return ip("link", "set", n.Veth, "down")
+}
+
+// HealNode brings a cut link back.
+func (c *Cluster) HealNode(name string) error {
+	n, err := c.node(name)
+	if err != nil {
+		return err
+	}
+	return ip("link", "set", n.Veth, "up")
+}
+
+// teardownNet removes everything the network setup made; every step tolerates its thing being absent.
+func teardownNet(l Layout, nodes []Node) error {
+	var errs []error
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), l.Name+"-") {
+			if err := ip("netns", "delete", e.Name()); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, n := range nodes {
+		if linkExists(n.Veth) {
+			if err := ip("link", "delete", n.Veth); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if linkExists(l.Bridge) {
+		if err := ip("link", "delete", l.Bridge); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if out, err := runCmd(cmdTimeout, "nft", "list", "tables"); err == nil &&
+		strings.Contains(out, "table inet "+l.guardTable()) {
+		if _, err := runCmd(cmdTimeout, "nft", "delete", "table", "inet", l.guardTable()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func linkExists(name string) bool {
+	_, err := os.Stat(filepath.Join("/sys/class/net", name))
+	return err == nil
+}
+
+// faultTable is the nft table of a node's injected network faults.
+const faultTable = "txmesh-fault"
+
+// BlockFromPod drops, on the node, what a pod sends from a TCP port to the given addresses (e.g. a
+// PostgreSQL primary's replication stream to its standbys), as a broken link between them would.
+func (c *Cluster) BlockFromPod(node, podIP string, port int, dst []string) error {
+	n, err := c.node(node)
+	if err != nil {
+		return err
+	}
+	rules := fmt.Sprintf(`table inet %s {
+	chain forward {
+		type filter hook forward priority -300; policy accept;
+		ip saddr %s tcp sport %d ip daddr { %s } counter drop
+	}
+}
+`, faultTable, podIP, port, strings.Join(dst, ", "))
+	f, err := os.CreateTemp("", "txmesh-fault-*.nft")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(rules); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	_, err = runCmd(cmdTimeout, "nsenter", "--net=/run/netns/"+n.Netns, "--", "nft", "-f", f.Name())
+	return err
+}
+
+// UnblockFromPod removes the node's injected network faults.
+func (c *Cluster) UnblockFromPod(node string) error {
+	n, err := c.node(node)
+	if err != nil {
+		return err
+	}
+	_, err = runCmd(cmdTimeout, "nsenter", "--net=/run/netns/"+n.Netns, "--", "nft", "delete", "table", "inet", faultTable)
+	return err
+}
