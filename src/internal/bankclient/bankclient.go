@@ -48,6 +48,7 @@ func IsPermanent(err error) bool {
 // Client talks to one Bank base URL.
 type Client struct {
 	endpoint string
+	batch    string
 	hc       *http.Client
 }
 
@@ -57,7 +58,8 @@ func New(baseURL string, hc *http.Client) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("bank url %q: must be http(s)://host[:port]", baseURL)
 	}
-	return &Client{endpoint: strings.TrimRight(u.String(), "/") + "/v1/transactions", hc: hc}, nil
+	base := strings.TrimRight(u.String(), "/")
+	return &Client{endpoint: base + "/v1/transactions", batch: base + "/v1/transactions/batch", hc: hc}, nil
 }
 
 // Submit sends a transaction with its id as the Idempotency-Key and returns the Bank's result, whether it was
@@ -90,6 +92,11 @@ func (c *Client) Submit(ctx context.Context, tx payment.Transaction) (payment.Re
 		}
 		return res, nil
 	}
+	return payment.Result{}, answerError(resp, data)
+}
+
+// answerError is the *Error of an answer that is not a result.
+func answerError(resp *http.Response, data []byte) *Error {
 	e := &Error{StatusCode: resp.StatusCode}
 	var eb payment.ErrorBody
 	if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
@@ -100,7 +107,65 @@ func (c *Client) Submit(ctx context.Context, tx payment.Transaction) (payment.Re
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
 		e.RetryAfter = time.Duration(s) * time.Second
 	}
-	return payment.Result{}, e
+	return e
+}
+
+// Answer is the Bank's answer for one transaction of a batch: its result (processed now or earlier), or an
+// *Error with the status code and error body POST /v1/transactions would have answered (a 409, 400 or 413:
+// permanent, see Error.Permanent).
+type Answer struct {
+	Result payment.Result
+	Err    error
+}
+
+// SubmitBatch sends up to payment.MaxBatchItems transactions in one POST /v1/transactions/batch and
+// returns one answer per transaction, in order. A request the Bank did not answer with 200 is an *Error for
+// the whole batch (as from Submit: a 503 + Retry-After when its database fails; a 404 from a Bank that has
+// no batch endpoint); transport failures and unreadable answers are returned wrapped. Each id is its own
+// idempotency key: resending a batch, or any of its transactions, is safe.
+func (c *Client) SubmitBatch(ctx context.Context, txs []payment.Transaction) ([]Answer, error) {
+	body, err := json.Marshal(payment.BatchRequest{Transactions: txs})
+	if err != nil {
+		return nil, fmt.Errorf("encode batch: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.batch, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("post batch of %d (%s, …): %w", len(txs), txs[0].ID, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read bank answer for a batch of %d (%s, …): %w", len(txs), txs[0].ID, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, answerError(resp, data)
+	}
+	var br payment.BatchResponse
+	if err := json.Unmarshal(data, &br); err != nil || len(br.Results) != len(txs) {
+		return nil, fmt.Errorf("bank answered 200 with an unreadable batch answer for %d (%s, …): %q", len(txs),
+			txs[0].ID, truncate(data))
+	}
+	out := make([]Answer, len(txs))
+	for i, it := range br.Results {
+		switch it.Status {
+		case http.StatusOK, http.StatusCreated:
+			var res payment.Result
+			if err := json.Unmarshal(it.Body, &res); err != nil || res.ID != txs[i].ID {
+				out[i].Err = fmt.Errorf("bank answered %d with an unreadable result for %s: %q", it.Status,
+					txs[i].ID, truncate(it.Body))
+				continue
+			}
+			out[i].Result = res
+		default:
+			out[i].Err = answerError(&http.Response{StatusCode: it.Status}, it.Body)
+		}
+	}
+	return out, nil
 }
 
 func truncate(b []byte) string {

@@ -152,3 +152,92 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal("a certificate without its key was accepted")
 	}
 }
+
+// TestSubmitBatchClassifiesAnswers: a 200 batch answer becomes one answer per transaction — results for 201
+// and 200 items, a permanent *Error with the item's code for 409/400/413 items, a retryable error for an item
+// whose result is unreadable or for another id; a batch answered otherwise is one *Error for the whole batch
+// (503 with its Retry-After; 404 from a Bank without the endpoint, permanent), as is a 200 whose answer does
+// not hold one item per transaction.
+func TestSubmitBatchClassifiesAnswers(t *testing.T) {
+	tx2 := tx
+	tx2.ID = uuid.New()
+	txs := []payment.Transaction{tx, tx2, tx, tx2}
+	result := func(id uuid.UUID) string {
+		return `{"id":"` + id.String() + `","status":"approved","reason":"","processed_at":"2026-01-02T03:04:06Z"}`
+	}
+	mixed := `{"results":[{"status":201,"body":` + result(tx.ID) + `},` +
+		`{"status":409,"body":{"error":{"code":"idempotency_conflict","message":"x"}}},` +
+		`{"status":200,"body":` + result(tx.ID) + `},` +
+		`{"status":400,"body":{"error":{"code":"invalid_request","message":"y","fields":{"amount":"z"}}}}]}`
+	tests := []struct {
+		name, body, retryAfter string
+		status                 int
+		wholeErr               bool
+		permanent              bool
+		wantRetry              time.Duration
+	}{
+		{name: "mixed", status: 200, body: mixed},
+		{name: "unavailable", status: 503, body: `{"error":{"code":"unavailable","message":"x"}}`, retryAfter: "2",
+			wholeErr: true, wantRetry: 2 * time.Second},
+		{name: "no batch endpoint", status: 404, body: `{"error":{"code":"not_found","message":"no such route"}}`,
+			wholeErr: true, permanent: true},
+		{name: "too few answers", status: 200, body: `{"results":[{"status":201,"body":` + result(tx.ID) + `}]}`,
+			wholeErr: true},
+		{name: "garbage", status: 200, body: `<html>`, wholeErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var got payment.BatchRequest
+				if r.URL.Path != "/v1/transactions/batch" || r.Header.Get("Content-Type") != "application/json" ||
+					r.Header.Get(payment.IdempotencyHeader) != "" || json.NewDecoder(r.Body).Decode(&got) != nil ||
+					len(got.Transactions) != len(txs) || got.Transactions[1] != tx2 {
+					t.Errorf("unexpected request %s %v", r.URL.Path, r.Header)
+				}
+				if tt.retryAfter != "" {
+					w.Header().Set("Retry-After", tt.retryAfter)
+				}
+				w.WriteHeader(tt.status)
+				_, _ = io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			c, err := bankclient.New(srv.URL, srv.Client())
+			if err != nil {
+				t.Fatal(err)
+			}
+			answers, err := c.SubmitBatch(context.Background(), txs)
+			if tt.wholeErr {
+				var e *bankclient.Error
+				if err == nil || bankclient.IsPermanent(err) != tt.permanent ||
+					(errors.As(err, &e) && e.RetryAfter != tt.wantRetry) {
+					t.Fatalf("got %+v, %v; want a whole-batch error (permanent %v, Retry-After %s)", answers, err,
+						tt.permanent, tt.wantRetry)
+				}
+				return
+			}
+			if err != nil || len(answers) != 4 {
+				t.Fatalf("got %+v, %v", answers, err)
+			}
+			if answers[0].Err != nil || answers[0].Result.ID != tx.ID || answers[2].Err != nil ||
+				answers[2].Result.ID != tx.ID {
+				t.Fatalf("results: %+v", answers)
+			}
+			for i, code := range map[int]string{1: payment.CodeIdempotencyConflict, 3: payment.CodeInvalidRequest} {
+				var e *bankclient.Error
+				if !errors.As(answers[i].Err, &e) || !e.Permanent() || e.Code != code {
+					t.Fatalf("item %d: %v, want a permanent %s", i, answers[i].Err, code)
+				}
+			}
+		})
+	}
+	// An item whose result names another id is not a decision: retryable, not permanent.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `{"results":[{"status":201,"body":`+result(tx2.ID)+`}]}`)
+	}))
+	defer srv.Close()
+	c, _ := bankclient.New(srv.URL, srv.Client())
+	answers, err := c.SubmitBatch(context.Background(), []payment.Transaction{tx})
+	if err != nil || answers[0].Err == nil || bankclient.IsPermanent(answers[0].Err) {
+		t.Fatalf("result for another id: %+v, %v", answers, err)
+	}
+}

@@ -7,7 +7,10 @@
 package banktest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -35,6 +38,8 @@ type Options struct {
 	Accounts int    // ACC-000001…ACC-<Accounts>; default 100
 	Balance  int64  // each account's initial balance; default 1_000_000
 	Currency string // default EUR
+	// NoBatch makes the Bank answer POST /v1/transactions/batch 404, as a Bank from before that endpoint.
+	NoBatch bool
 }
 
 // Faults are injected per request, each with its probability (their sum at most 1); the rest is served.
@@ -59,8 +64,11 @@ type Bank struct {
 	faults   atomic.Pointer[Faults]
 	stop     chan struct{}
 	requests atomic.Int64
-	created  atomic.Int64
-	inFlight atomic.Int64
+	batches  atomic.Int64
+	// refusedBatches counts batch requests a NoBatch Bank answered 404.
+	refusedBatches atomic.Int64
+	created        atomic.Int64
+	inFlight       atomic.Int64
 
 	mu    sync.Mutex
 	sends map[string]int
@@ -106,7 +114,21 @@ func Start(t testing.TB, opts Options) *Bank {
 	}
 	inner := bank.NewServer(bank.NewRepository(db), web.NewHealth(func(context.Context) error { return nil }),
 		prometheus.NewRegistry(), log)
-	srv := httptest.NewUnstartedServer(b.wrap(inner))
+	handler := b.wrap(inner)
+	if opts.NoBatch {
+		wrapped := handler
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v1/transactions/batch" {
+				b.refusedBatches.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusNotFound)
+				_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"no such route"}}`))
+				return
+			}
+			wrapped.ServeHTTP(w, r)
+		})
+	}
+	srv := httptest.NewUnstartedServer(handler)
 	srv.TLS = tlsCfg
 	srv.StartTLS()
 	b.Proxy = NewProxy(t, srv.Listener.Addr().String())
@@ -132,13 +154,15 @@ func (b *Bank) OnRequest(f func(*http.Request)) {
 
 // Stats counts what reached the Bank.
 type Stats struct {
-	Requests int64 // POST /v1/transactions received (faulty or not)
+	Requests int64 // transactions received (faulty or not): one per POST /v1/transactions, each item of a batch
+	Batches  int64 // POST /v1/transactions/batch received
+	Refused  int64 // of them, answered 404 by a NoBatch Bank (not counted in Batches)
 	Distinct int64 // distinct transaction ids among them
-	Created  int64 // first processings (201)
+	Created  int64 // first processings (201, also as batch items)
 	InFlight int64 // requests being handled now
 }
 
-// Duplicates is how many requests repeated an id already received.
+// Duplicates is how many transactions received repeated an id already received.
 func (s Stats) Duplicates() int64 { return s.Requests - s.Distinct }
 
 // Stats returns the counters.
@@ -146,11 +170,12 @@ func (b *Bank) Stats() Stats {
 	b.mu.Lock()
 	distinct := int64(len(b.sends))
 	b.mu.Unlock()
-	return Stats{Requests: b.requests.Load(), Distinct: distinct, Created: b.created.Load(),
-		InFlight: b.inFlight.Load()}
+	return Stats{Requests: b.requests.Load(), Batches: b.batches.Load(), Refused: b.refusedBatches.Load(),
+		Distinct: distinct,
+		Created:  b.created.Load(), InFlight: b.inFlight.Load()}
 }
 
-// Sends returns how many requests carried id.
+// Sends returns how many times id was received (alone or in a batch).
 func (b *Bank) Sends(id uuid.UUID) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -214,18 +239,38 @@ func (b *Bank) sleep(d time.Duration) {
 	}
 }
 
-// wrap counts requests and injects the faults around the real Bank handler.
+// wrap counts requests and injects the faults around the real Bank handler (for batches too: a fault hits
+// the whole batch).
 func (b *Bank) wrap(inner http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/v1/transactions" {
+		batch := r.URL.Path == "/v1/transactions/batch"
+		if r.Method != http.MethodPost || (r.URL.Path != "/v1/transactions" && !batch) {
 			inner.ServeHTTP(w, r)
 			return
 		}
 		b.inFlight.Add(1)
 		defer b.inFlight.Add(-1)
-		b.requests.Add(1)
+		ids := []string{r.Header.Get(payment.IdempotencyHeader)}
+		if batch {
+			b.batches.Add(1)
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			var req struct {
+				Transactions []struct {
+					ID string `json:"id"`
+				} `json:"transactions"`
+			}
+			_ = json.Unmarshal(body, &req)
+			ids = ids[:0]
+			for _, tx := range req.Transactions {
+				ids = append(ids, tx.ID)
+			}
+		}
+		b.requests.Add(int64(len(ids)))
 		b.mu.Lock()
-		b.sends[r.Header.Get(payment.IdempotencyHeader)]++
+		for _, id := range ids {
+			b.sends[id]++
+		}
 		hook := b.hook
 		b.mu.Unlock()
 		if hook != nil {
@@ -248,9 +293,7 @@ func (b *Bank) wrap(inner http.Handler) http.Handler {
 		}
 		rec := httptest.NewRecorder()
 		inner.ServeHTTP(rec, r)
-		if rec.Code == http.StatusCreated {
-			b.created.Add(1)
-		}
+		b.created.Add(created(batch, rec))
 		switch {
 		case p < f.Unavailable+f.ResetBefore+f.ResetAfter:
 			hijackReset(w)
@@ -264,6 +307,27 @@ func (b *Bank) wrap(inner http.Handler) http.Handler {
 		w.WriteHeader(rec.Code)
 		_, _ = w.Write(rec.Body.Bytes())
 	})
+}
+
+// created counts the first processings in an answer: a 201, or the 201 items of a batch's answer.
+func created(batch bool, rec *httptest.ResponseRecorder) int64 {
+	if !batch {
+		if rec.Code == http.StatusCreated {
+			return 1
+		}
+		return 0
+	}
+	var resp payment.BatchResponse
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &resp) != nil {
+		return 0
+	}
+	n := int64(0)
+	for _, it := range resp.Results {
+		if it.Status == http.StatusCreated {
+			n++
+		}
+	}
+	return n
 }
 
 // hijackReset takes the connection from the HTTP server and resets it: the client sees a broken connection.

@@ -102,11 +102,31 @@ func checkExactlyOnce(t *testing.T, repo *store.Repository, db *gorm.DB, bank *b
 	}
 }
 
-func TestBankDownThenUp(t *testing.T) {
+// forEachMode runs a relay test in single and in batch mode (fastConfig otherwise).
+func forEachMode(t *testing.T, test func(*testing.T, Config)) {
+	for _, mode := range []string{ModeSingle, ModeBatch} {
+		t.Run("mode="+mode, func(t *testing.T) {
+			cfg := fastConfig()
+			cfg.Mode = mode
+			test(t, cfg)
+		})
+	}
+}
+
+// checkMode proves the relay sent what the mode says: batch requests in batch mode, none in single mode.
+func checkMode(t *testing.T, cfg Config, bank *banktest.Bank) {
+	t.Helper()
+	if st := bank.Stats(); (cfg.Mode == ModeBatch) != (st.Batches > 0) {
+		t.Errorf("mode %s: %d batch requests reached the Bank (%d transactions)", cfg.Mode, st.Batches, st.Requests)
+	}
+}
+
+func TestBankDownThenUp(t *testing.T) { forEachMode(t, testBankDownThenUp) }
+
+func testBankDownThenUp(t *testing.T, cfg Config) {
 	repo, db, _ := newOutbox(t, "")
 	bank := banktest.Start(t, banktest.Options{})
 	bank.Proxy.Down()
-	cfg := fastConfig()
 	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 200*time.Millisecond
 	cfg.BreakerFailures, cfg.BreakerOpenTimeout = 5, 200*time.Millisecond
 	r := startRelay(t, repo, bank.Client(t, time.Second, cfg.Concurrency), "relay-1", cfg)
@@ -125,19 +145,23 @@ func TestBankDownThenUp(t *testing.T) {
 	}
 	waitDrained(t, repo, 30*time.Second)
 	checkExactlyOnce(t, repo, db, bank, ids)
-	t.Logf("Bank requests %d for 50 purchases (down: refused before reaching it); breaker opened %v times",
+	checkMode(t, cfg, bank)
+	t.Logf("the Bank received %d transactions for 50 purchases (down: refused before reaching it); breaker opened %v times",
 		bank.Stats().Requests, testutil.ToFloat64(r.m.transitions.WithLabelValues("closed", "open"))+
 			testutil.ToFloat64(r.m.transitions.WithLabelValues("half-open", "open")))
 }
 
 func TestIntermittentFaultsDeliverExactlyOnce(t *testing.T) {
+	forEachMode(t, testIntermittentFaultsDeliverExactlyOnce)
+}
+
+func testIntermittentFaultsDeliverExactlyOnce(t *testing.T, cfg Config) {
 	repo, db, _ := newOutbox(t, "")
 	bank := banktest.Start(t, banktest.Options{})
 	// 45% of requests fail: 503s, resets before processing, resets after processing (the answer is lost),
 	// answers held past the client's timeout (processed, then the client gives up).
 	bank.SetFaults(banktest.Faults{Unavailable: 0.15, ResetBefore: 0.1, ResetAfter: 0.1, SlowAfter: 0.1,
 		Delay: 500 * time.Millisecond})
-	cfg := fastConfig()
 	cfg.Concurrency, cfg.Timeout = 8, 250*time.Millisecond
 	cfg.MinBackoff, cfg.MaxBackoff = 5*time.Millisecond, 100*time.Millisecond
 	cfg.BreakerFailures, cfg.BreakerOpenTimeout = 5, 100*time.Millisecond
@@ -146,6 +170,7 @@ func TestIntermittentFaultsDeliverExactlyOnce(t *testing.T) {
 	ids := createMany(t, repo, 200)
 	waitDrained(t, repo, 60*time.Second)
 	checkExactlyOnce(t, repo, db, bank, ids)
+	checkMode(t, cfg, bank)
 	st := bank.Stats()
 	retries := testutil.ToFloat64(r.m.deliveries.WithLabelValues("retry"))
 	t.Logf("200 purchases: %d requests reached the Bank (%d repeated an id), %v failed sends, "+
@@ -157,10 +182,11 @@ func TestIntermittentFaultsDeliverExactlyOnce(t *testing.T) {
 	}
 }
 
-func TestTwoRelaysShareOneOutbox(t *testing.T) {
+func TestTwoRelaysShareOneOutbox(t *testing.T) { forEachMode(t, testTwoRelaysShareOneOutbox) }
+
+func testTwoRelaysShareOneOutbox(t *testing.T, cfg Config) {
 	repo, db, dsn := newOutbox(t, "")
 	bank := banktest.Start(t, banktest.Options{})
-	cfg := fastConfig()
 	cfg.Concurrency = 4
 	// The second relay works through a pool that never uses named prepared statements, as behind PgBouncer
 	// in transaction mode.
@@ -184,6 +210,7 @@ func TestTwoRelaysShareOneOutbox(t *testing.T) {
 	wg.Wait()
 	waitDrained(t, repo, 60*time.Second)
 	checkExactlyOnce(t, repo, db, bank, ids)
+	checkMode(t, cfg, bank)
 	sent := func(r *running) float64 {
 		return testutil.ToFloat64(r.m.deliveries.WithLabelValues("approved")) +
 			testutil.ToFloat64(r.m.deliveries.WithLabelValues("declined"))
@@ -201,6 +228,10 @@ func TestTwoRelaysShareOneOutbox(t *testing.T) {
 }
 
 func TestBreakerOpensAndNothingReachesTheBankUntilTheProbe(t *testing.T) {
+	forEachMode(t, testBreakerOpensAndNothingReachesTheBankUntilTheProbe)
+}
+
+func testBreakerOpensAndNothingReachesTheBankUntilTheProbe(t *testing.T, cfg Config) {
 	repo, db, _ := newOutbox(t, "")
 	bank := banktest.Start(t, banktest.Options{})
 	bank.SetFaults(banktest.Faults{Unavailable: 1})
@@ -217,7 +248,6 @@ func TestBreakerOpensAndNothingReachesTheBankUntilTheProbe(t *testing.T) {
 		return len(arrivals)
 	}
 	const failures, openFor = 3, 500 * time.Millisecond
-	cfg := fastConfig()
 	cfg.Concurrency, cfg.BreakerFailures, cfg.BreakerOpenTimeout = 1, failures, openFor
 	cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, time.Millisecond
 	r := startRelay(t, repo, bank.Client(t, time.Second, 1), "relay-1", cfg)
@@ -242,6 +272,7 @@ func TestBreakerOpensAndNothingReachesTheBankUntilTheProbe(t *testing.T) {
 		t.Fatalf("breaker %s; half-open→closed %v", r.BreakerState(), transitions("half-open", "closed"))
 	}
 	checkExactlyOnce(t, repo, db, bank, ids)
+	checkMode(t, cfg, bank)
 	// While open, nothing reached the Bank: each probe came at least the open timeout after the failure
 	// before it (the clocks are the server's arrivals).
 	mu.Lock()
@@ -257,13 +288,16 @@ func TestBreakerOpensAndNothingReachesTheBankUntilTheProbe(t *testing.T) {
 }
 
 func TestPoisonPurchaseIsDeadLetteredWhileOthersFlow(t *testing.T) {
+	forEachMode(t, testPoisonPurchaseIsDeadLetteredWhileOthersFlow)
+}
+
+func testPoisonPurchaseIsDeadLetteredWhileOthersFlow(t *testing.T, cfg Config) {
 	repo, db, _ := newOutbox(t, "")
 	bank := banktest.Start(t, banktest.Options{})
 	ids := createMany(t, repo, 30)
 	poison := getPurchase(t, repo, ids[7])
 	// The Bank already holds this id with other fields: it answers 409 idempotency_conflict, for ever.
 	insertConflicting(t, bank.DB, poison)
-	cfg := fastConfig()
 	cfg.BreakerFailures = 3
 	r := startRelay(t, repo, bank.Client(t, time.Second, cfg.Concurrency), "relay-1", cfg)
 	waitDrained(t, repo, 30*time.Second)
@@ -276,6 +310,7 @@ func TestPoisonPurchaseIsDeadLetteredWhileOthersFlow(t *testing.T) {
 		t.Fatalf("poison purchase sent %d times, want 1", n)
 	}
 	checkExactlyOnce(t, repo, db, bank, ids, poison.ID)
+	checkMode(t, cfg, bank)
 	if r.BreakerState() != "closed" || testutil.ToFloat64(r.m.deliveries.WithLabelValues("rejected")) != 1 {
 		t.Fatalf("breaker %s, rejected %v", r.BreakerState(), testutil.ToFloat64(r.m.deliveries.WithLabelValues("rejected")))
 	}
@@ -293,6 +328,10 @@ VALUES (?, ?, ?, ?, ?, ?, 'declined', 'insufficient_funds')`,
 }
 
 func TestStoreDatabaseOutageDuringDelivery(t *testing.T) {
+	forEachMode(t, testStoreDatabaseOutageDuringDelivery)
+}
+
+func testStoreDatabaseOutageDuringDelivery(t *testing.T, cfg Config) {
 	_, db, dsn := newOutbox(t, "")
 	pg := pgtest.Server(t)
 	proxy := banktest.NewProxy(t, pg.Addr())
@@ -301,19 +340,135 @@ func TestStoreDatabaseOutageDuringDelivery(t *testing.T) {
 	direct := store.NewRepository(db, "store-test")
 	bank := banktest.Start(t, banktest.Options{})
 	bank.SetFaults(banktest.Faults{Latency: 20 * time.Millisecond})
-	cfg := fastConfig()
 	cfg.Timeout, cfg.Lease, cfg.PollInterval = 250*time.Millisecond, 6*time.Second, 50*time.Millisecond
+	cfg.BatchSize = 2 // batches of 16 would deliver everything before the outage
 	r := startRelay(t, repo, bank.Client(t, cfg.Timeout, cfg.Concurrency), "relay-1", cfg)
 	ids := createMany(t, direct, 150)
 	waitFor(t, 20*time.Second, "some deliveries", func() bool { return bank.Stats().Created >= 20 })
 	proxy.Down()
+	if bank.Stats().Created >= int64(len(ids)) {
+		t.Fatal("everything was delivered before the outage: the test proves nothing")
+	}
 	time.Sleep(300 * time.Millisecond)
 	if err := proxy.Up(); err != nil {
 		t.Fatal(err)
 	}
 	waitDrained(t, direct, 60*time.Second)
 	checkExactlyOnce(t, direct, db, bank, ids)
+	checkMode(t, cfg, bank)
 	st := bank.Stats()
 	t.Logf("150 purchases across a 300ms database outage: %d requests, %d resent; %v failed sends",
 		st.Requests, st.Duplicates(), testutil.ToFloat64(r.m.deliveries.WithLabelValues("retry")))
+}
+
+// TestEveryItemOutcome: purchases that the Bank approves, declines for each reason (also the second of two
+// debits of one account that only one fits) and refuses (an id it holds with other fields: 409) — in batch
+// mode all in one request — each get their own outcome: the decisions recorded, the refusal dead-lettered.
+func TestEveryItemOutcome(t *testing.T) { forEachMode(t, testEveryItemOutcome) }
+
+func testEveryItemOutcome(t *testing.T, cfg Config) {
+	repo, db, _ := newOutbox(t, "")
+	bank := banktest.Start(t, banktest.Options{})
+	approved := createPurchase(t, repo, "ACC-000001", 10)
+	insufficient := createPurchase(t, repo, "ACC-000002", 2_000_000)
+	unknown := createPurchase(t, repo, "ACC-999999", 10)
+	mismatch, _, err := repo.Create(context.Background(), store.NewPurchase{AccountID: "ACC-000003", Amount: 10,
+		Currency: "USD", Source: store.SourceAPI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poison := createPurchase(t, repo, "ACC-000004", 10)
+	insertConflicting(t, bank.DB, poison)
+	first, second := createPurchase(t, repo, "ACC-000005", 600_000), createPurchase(t, repo, "ACC-000005", 600_000)
+	ids := []uuid.UUID{approved.ID, insufficient.ID, unknown.ID, mismatch.ID, poison.ID, first.ID, second.ID}
+	startRelay(t, repo, bank.Client(t, time.Second, cfg.Concurrency), "relay-1", cfg)
+	waitDrained(t, repo, 30*time.Second)
+	for _, want := range []struct {
+		p      store.Purchase
+		status store.Status
+		reason payment.Reason
+	}{
+		{approved, store.StatusApproved, ""},
+		{insufficient, store.StatusDeclined, payment.ReasonInsufficientFunds},
+		{unknown, store.StatusDeclined, payment.ReasonUnknownAccount},
+		{mismatch, store.StatusDeclined, payment.ReasonCurrencyMismatch},
+		{poison, store.StatusRejected, ""},
+	} {
+		if got := getPurchase(t, repo, want.p.ID); got.Status != want.status || got.Reason != want.reason ||
+			got.Attempts != 1 {
+			t.Errorf("purchase on %s for %d: %+v, want %s/%q after 1 attempt", want.p.AccountID, want.p.Amount, got,
+				want.status, want.reason)
+		}
+	}
+	a, b := getPurchase(t, repo, first.ID), getPurchase(t, repo, second.ID)
+	if cfg.Mode == ModeBatch && (a.Status != store.StatusApproved || b.Reason != payment.ReasonInsufficientFunds) {
+		t.Errorf("two debits of one account in one batch: %s, %s/%s; want the first approved", a.Status, b.Status,
+			b.Reason)
+	}
+	if (a.Status == store.StatusApproved) == (b.Status == store.StatusApproved) {
+		t.Errorf("two debits that only one fits: %s and %s", a.Status, b.Status)
+	}
+	checkExactlyOnce(t, repo, db, bank, ids, poison.ID)
+	checkMode(t, cfg, bank)
+	if st := bank.Stats(); cfg.Mode == ModeBatch && (st.Batches != 1 || st.Requests != int64(len(ids))) {
+		t.Errorf("%d batch requests carrying %d transactions, want 1 carrying all %d", st.Batches, st.Requests,
+			len(ids))
+	}
+}
+
+// TestResentBatchesRaceAtTheBank: the Bank takes longer than the relay's timeout, so every batch is given up
+// and its purchases resent — in new batches of other compositions — while the earlier requests are still
+// being processed: requests carrying the same ids race inside the Bank. Once it answers in time again,
+// everything is delivered exactly once in effect.
+func TestResentBatchesRaceAtTheBank(t *testing.T) { forEachMode(t, testResentBatchesRaceAtTheBank) }
+
+func testResentBatchesRaceAtTheBank(t *testing.T, cfg Config) {
+	repo, db, _ := newOutbox(t, "")
+	bank := banktest.Start(t, banktest.Options{})
+	bank.SetFaults(banktest.Faults{Latency: 300 * time.Millisecond})
+	cfg.Timeout, cfg.Concurrency = 100*time.Millisecond, 8
+	cfg.MinBackoff, cfg.MaxBackoff = 5*time.Millisecond, 20*time.Millisecond
+	r := startRelay(t, repo, bank.Client(t, cfg.Timeout, cfg.Concurrency), "relay-1", cfg)
+	repo.OnCreate(r.Wake)
+	var ids []uuid.UUID
+	for range 100 { // on three accounts: every batch shares accounts with the others
+		ids = append(ids, createPurchase(t, repo, store.AccountID(1+rand.IntN(3)), 1+rand.Int64N(1000)).ID)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	bank.SetFaults(banktest.Faults{})
+	waitDrained(t, repo, 60*time.Second)
+	checkExactlyOnce(t, repo, db, bank, ids)
+	checkMode(t, cfg, bank)
+	st := bank.Stats()
+	t.Logf("100 purchases: %d transactions received in %d batches, %d repeated an id", st.Requests, st.Batches,
+		st.Duplicates())
+	if st.Duplicates() < 100 {
+		t.Fatalf("only %d resent: the test proves nothing", st.Duplicates())
+	}
+}
+
+// TestBankWithoutBatchEndpoint: a Bank from before the batch endpoint answers a batch 404 (during a rolling
+// update, say). The relay does not dead-letter the batch's purchases: it sends each on its own, stays in
+// single mode for a while, and everything is delivered once.
+func TestBankWithoutBatchEndpoint(t *testing.T) {
+	repo, db, _ := newOutbox(t, "")
+	bank := banktest.Start(t, banktest.Options{NoBatch: true})
+	cfg := fastConfig()
+	cfg.Mode = ModeBatch
+	r := startRelay(t, repo, bank.Client(t, time.Second, cfg.Concurrency), "relay-1", cfg)
+	repo.OnCreate(r.Wake)
+	ids := createMany(t, repo, 40)
+	waitDrained(t, repo, 30*time.Second)
+	refused := bank.Stats().Refused
+	ids = append(ids, createMany(t, repo, 10)...)
+	waitDrained(t, repo, 30*time.Second)
+	checkExactlyOnce(t, repo, db, bank, ids)
+	st := bank.Stats()
+	if refused < 1 || refused > int64(cfg.Concurrency) || st.Refused != refused || st.Requests != 50 {
+		t.Fatalf("%d batches refused (then %d), %d transactions sent alone; want 1-%d refused, then none, 50 alone",
+			refused, st.Refused, st.Requests, cfg.Concurrency)
+	}
+	if n := testutil.ToFloat64(r.m.deliveries.WithLabelValues("rejected")); n != 0 {
+		t.Fatalf("%v purchases dead-lettered", n)
+	}
 }

@@ -8,6 +8,7 @@ type metrics struct {
 	breakerState prometheus.Gauge
 	transitions  *prometheus.CounterVec
 	latency      prometheus.Histogram
+	batchSize    prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -31,11 +32,16 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		}, []string{"from", "to"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "store", Name: "bank_request_duration_seconds",
-			Help:    "Duration of requests to the Bank, failed ones included.",
+			Help:    "Duration of requests to the Bank (one purchase, or one batch), failed ones included.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "store", Name: "bank_batch_size",
+			Help:    "Purchases per batch request to the Bank (RELAY_MODE=batch).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}),
 	}
-	reg.MustRegister(m.deliveries, m.attempts, m.breakerState, m.transitions, m.latency)
+	reg.MustRegister(m.deliveries, m.attempts, m.breakerState, m.transitions, m.latency, m.batchSize)
 	for _, o := range []string{"approved", "declined", "rejected", "retry"} {
 		m.deliveries.WithLabelValues(o) // export zeroes so rates exist from the start
 	}

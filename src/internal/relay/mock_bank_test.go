@@ -13,6 +13,7 @@ import (
 	context "context"
 	reflect "reflect"
 
+	bankclient "github.com/txmesh/txmesh/src/internal/bankclient"
 	payment "github.com/txmesh/txmesh/src/internal/payment"
 	gomock "go.uber.org/mock/gomock"
 )
@@ -76,6 +77,45 @@ func (c *MockBankSubmitCall) Do(f func(context.Context, payment.Transaction) (pa
 
 // DoAndReturn rewrite *gomock.Call.DoAndReturn
 func (c *MockBankSubmitCall) DoAndReturn(f func(context.Context, payment.Transaction) (payment.Result, error)) *MockBankSubmitCall {
+	c.Call = c.Call.DoAndReturn(f)
+	return c
+}
+
+// SubmitBatch mocks base method.
+func (m *MockBank) SubmitBatch(ctx context.Context, txs []payment.Transaction) ([]bankclient.Answer, error) {
+	m.ctrl.T.Helper()
+	ret := m.ctrl.Call(m, "SubmitBatch", ctx, txs)
+	ret0, _ := ret[0].([]bankclient.Answer)
+	ret1, _ := ret[1].(error)
+	return ret0, ret1
+}
+
+// SubmitBatch indicates an expected call of SubmitBatch.
+func (mr *MockBankMockRecorder) SubmitBatch(ctx, txs any) *MockBankSubmitBatchCall {
+	mr.mock.ctrl.T.Helper()
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "SubmitBatch", reflect.TypeOf((*MockBank)(nil).SubmitBatch), ctx, txs)
+	return &MockBankSubmitBatchCall{Call: call}
+}
+
+// MockBankSubmitBatchCall wrap *gomock.Call
+type MockBankSubmitBatchCall struct {
+	*gomock.Call
+}
+
+// Return rewrite *gomock.Call.Return
+func (c *MockBankSubmitBatchCall) Return(arg0 []bankclient.Answer, arg1 error) *MockBankSubmitBatchCall {
+	c.Call = c.Call.Return(arg0, arg1)
+	return c
+}
+
+// Do rewrite *gomock.Call.Do
+func (c *MockBankSubmitBatchCall) Do(f func(context.Context, []payment.Transaction) ([]bankclient.Answer, error)) *MockBankSubmitBatchCall {
+	c.Call = c.Call.Do(f)
+	return c
+}
+
+// DoAndReturn rewrite *gomock.Call.DoAndReturn
+func (c *MockBankSubmitBatchCall) DoAndReturn(f func(context.Context, []payment.Transaction) ([]bankclient.Answer, error)) *MockBankSubmitBatchCall {
 	c.Call = c.Call.DoAndReturn(f)
 	return c
 }

@@ -1,11 +1,17 @@
 // Package relay delivers the Store's outbox to the Bank: it claims due purchases (any number of relays share
-// one outbox), sends each through a circuit breaker with a bounded concurrency, and records the Bank's answer.
+// one outbox), sends them through a circuit breaker with a bounded concurrency — all that is due in one
+// batch request (RELAY_MODE=batch, the default: a batch of one at low load, nothing waits for more), or one
+// request per purchase (RELAY_MODE=single) — and records the Bank's answer for each purchase.
 //
 // Failure policy, per purchase: the Bank's decision (approved, declined) completes it; a permanent rejection
 // (400, 409, 413, 415, any 4xx but 408/429) dead-letters it with the Bank's error code, never resent;
 // anything else (timeouts, connection errors, 5xx, 408, 429, an unreadable answer) is retried forever with
 // capped exponential backoff and jitter. A crash between sending and recording resends when the claim's lease
-// ends: the Bank's idempotency turns the resend into a replay of the stored result.
+// ends: the Bank's idempotency turns the resend into a replay of the stored result. In a batch the policy
+// applies to each item's answer; a batch that fails as a whole (a timeout, a 503) is retried item by item,
+// each with its own backoff; a batch the Bank refuses as a whole (a 4xx: a Bank without the batch endpoint)
+// is sent again one purchase per request, so each purchase gets its own answer, and the relay stays in
+// single mode for a minute.
 package relay
 
 import (
@@ -33,24 +39,35 @@ import (
 //go:generate mockgen -typed -destination=mock_bank_test.go -package=relay . Bank
 type Bank interface {
 	Submit(ctx context.Context, tx payment.Transaction) (payment.Result, error)
+	SubmitBatch(ctx context.Context, txs []payment.Transaction) ([]bankclient.Answer, error)
 }
 
 // Outbox is the storage the relay works on (*store.Repository).
 type Outbox interface {
 	Claim(ctx context.Context, owner string, n int, lease time.Duration) ([]store.Claim, error)
 	Complete(ctx context.Context, id uuid.UUID, res payment.Result) error
+	CompleteBatch(ctx context.Context, ds []store.Decision) error
 	Reject(ctx context.Context, id uuid.UUID, code, msg string) error
 	Retry(ctx context.Context, c store.Claim, delay time.Duration, cause string) error
 	Release(ctx context.Context, c store.Claim, delay time.Duration) error
 	NextDue(ctx context.Context) (time.Duration, bool, error)
 }
 
+// Modes of sending.
+const (
+	ModeBatch  = "batch"  // what is due goes in one POST /v1/transactions/batch
+	ModeSingle = "single" // one POST /v1/transactions per purchase
+)
+
 // Config tunes the relay and its circuit breaker, filled from the environment.
 type Config struct {
-	// BatchSize caps the purchases claimed by one query; a relay never claims more than it has free send
-	// slots, so every claimed purchase is being sent (the lease only has to cover one send).
+	// Mode is batch (default) or single.
+	Mode string `env:"RELAY_MODE" envDefault:"batch"`
+	// BatchSize caps the purchases claimed by one query: in batch mode the most purchases per request (at
+	// most payment.MaxBatchItems); in single mode a relay never claims more than it has free send slots, so
+	// every claimed purchase is being sent (the lease only has to cover one send).
 	BatchSize int `env:"RELAY_BATCH_SIZE" envDefault:"16"`
-	// Concurrency is the most sends in flight (and connections to the Bank).
+	// Concurrency is the most requests in flight (and connections to the Bank).
 	Concurrency int `env:"RELAY_CONCURRENCY" envDefault:"8"`
 	// PollInterval is the fallback wake-up: purchases inserted by other replicas, retries coming due.
 	PollInterval time.Duration `env:"RELAY_POLL_INTERVAL" envDefault:"1s"`
@@ -70,8 +87,15 @@ type Config struct {
 // Validate checks the settings.
 func (c Config) Validate() error {
 	var errs []error
+	if c.Mode != ModeBatch && c.Mode != ModeSingle {
+		errs = append(errs, fmt.Errorf("RELAY_MODE %q must be batch or single", c.Mode))
+	}
 	if c.BatchSize < 1 || c.Concurrency < 1 {
 		errs = append(errs, errors.New("RELAY_BATCH_SIZE and RELAY_CONCURRENCY must be >= 1"))
+	}
+	if c.Mode == ModeBatch && c.BatchSize > payment.MaxBatchItems {
+		errs = append(errs, fmt.Errorf("RELAY_BATCH_SIZE must be <= %d (the Bank's batch limit) in batch mode",
+			payment.MaxBatchItems))
 	}
 	if c.PollInterval <= 0 {
 		errs = append(errs, errors.New("RELAY_POLL_INTERVAL must be > 0"))
@@ -104,12 +128,13 @@ type Relay struct {
 	backoff Backoff
 	log     *slog.Logger
 	m       metrics
-	cb      *gobreaker.CircuitBreaker[payment.Result]
+	cb      *gobreaker.CircuitBreaker[answer]
 
-	wake      chan struct{} // a purchase was inserted locally
-	freed     chan struct{} // a send finished
-	inFlight  atomic.Int64
-	openUntil atomic.Int64 // unix nanoseconds when the open breaker lets a probe through
+	wake        chan struct{} // a purchase was inserted locally
+	freed       chan struct{} // a send finished
+	inFlight    atomic.Int64  // requests in flight
+	openUntil   atomic.Int64  // unix nanoseconds when the open breaker lets a probe through
+	singleUntil atomic.Int64  // unix nanoseconds until which batch mode sends one by one (the Bank refused a batch)
 
 	randMu sync.Mutex
 	rnd    *rand.Rand
@@ -126,7 +151,7 @@ func New(outbox Outbox, bank Bank, owner string, cfg Config, reg prometheus.Regi
 		freed:   make(chan struct{}, 1),
 		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
-	r.cb = gobreaker.NewCircuitBreaker[payment.Result](gobreaker.Settings{
+	r.cb = gobreaker.NewCircuitBreaker[answer](gobreaker.Settings{
 		Name:        "bank",
 		MaxRequests: 1, // one probe when half-open
 		Timeout:     cfg.BreakerOpenTimeout,
@@ -193,7 +218,8 @@ func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
 // Run delivers until ctx ends, then stops claiming and waits for the sends in flight to finish and be
 // recorded (each is bounded by the Bank timeout), so a graceful stop leaves no claim behind.
 func (r *Relay) Run(ctx context.Context) {
-	r.log.Info("relay started", "owner", r.owner, "batch_size", r.cfg.BatchSize, "concurrency", r.cfg.Concurrency,
+	r.log.Info("relay started", "owner", r.owner, "mode", r.cfg.Mode, "batch_size", r.cfg.BatchSize,
+		"concurrency", r.cfg.Concurrency,
 		"poll_interval", r.cfg.PollInterval, "lease", r.cfg.Lease, "min_backoff", r.cfg.MinBackoff,
 		"max_backoff", r.cfg.MaxBackoff, "breaker_failures", r.cfg.BreakerFailures,
 		"breaker_open_timeout", r.cfg.BreakerOpenTimeout, "bank_timeout", r.cfg.Timeout)
@@ -205,8 +231,12 @@ func (r *Relay) Run(ctx context.Context) {
 	}()
 	dbFailing := false
 	for ctx.Err() == nil {
+		batching := r.batching()
 		free := r.cfg.Concurrency - int(r.inFlight.Load())
 		n := min(r.cfg.BatchSize, free)
+		if batching && free > 0 {
+			n = r.cfg.BatchSize // one request, whatever is due up to a batch
+		}
 		switch r.cb.State() {
 		case gobreaker.StateOpen:
 			sleep(ctx, max(time.Until(time.Unix(0, r.openUntil.Load())), time.Millisecond), nil)
@@ -217,9 +247,9 @@ func (r *Relay) Run(ctx context.Context) {
 				n = 0
 			}
 		default:
-			// Under load, claim in batches: while sends are in flight, wait until a quarter of a batch is free
-			// instead of claiming one row per finished send (each claim is a commit of its own).
-			if free < r.cfg.Concurrency && n < max(1, min(r.cfg.BatchSize, r.cfg.Concurrency)/4) {
+			// Single mode under load claims in batches: while sends are in flight, wait until a quarter of a
+			// batch is free instead of claiming one row per finished send (each claim is a commit of its own).
+			if !batching && free < r.cfg.Concurrency && n < max(1, min(r.cfg.BatchSize, r.cfg.Concurrency)/4) {
 				n = 0
 			}
 		}
@@ -240,21 +270,12 @@ func (r *Relay) Run(ctx context.Context) {
 			dbFailing = false
 			r.log.Info("relay claims from the outbox again")
 		}
-		for _, c := range claims {
-			r.inFlight.Add(1)
-			wg.Go(func() {
-				// The send slot frees as soon as the Bank has answered: recording the outcome (covered by the
-				// lease too) overlaps the next sends instead of holding a slot (docs/performance.md).
-				var once sync.Once
-				sent := func() {
-					once.Do(func() {
-						r.inFlight.Add(-1)
-						signal(r.freed)
-					})
-				}
-				defer sent()
-				r.deliver(sendCtx, c, sent)
-			})
+		if batching && len(claims) > 0 {
+			r.spawn(&wg, func(sent func()) { r.deliverBatch(sendCtx, claims, sent) })
+		} else {
+			for _, c := range claims {
+				r.spawn(&wg, func(sent func()) { r.deliver(sendCtx, c, sent) })
+			}
 		}
 		if len(claims) == n {
 			continue // more may be due
@@ -266,6 +287,33 @@ func (r *Relay) Run(ctx context.Context) {
 		}
 		sleep(ctx, wait, r.wake)
 	}
+}
+
+// batching reports whether due purchases go in batches now: batch mode, unless the Bank refused a batch
+// request less than a minute ago.
+func (r *Relay) batching() bool {
+	return r.cfg.Mode == ModeBatch && time.Now().UnixNano() >= r.singleUntil.Load()
+}
+
+// singleAfterRefusal is how long batch mode sends one by one after the Bank refused a batch request.
+const singleAfterRefusal = time.Minute
+
+// spawn runs one request in a send slot. The slot frees as soon as the Bank has answered (sent): recording
+// the outcome (covered by the lease too) overlaps the next sends instead of holding a slot
+// (docs/performance.md).
+func (r *Relay) spawn(wg *sync.WaitGroup, send func(sent func())) {
+	r.inFlight.Add(1)
+	wg.Go(func() {
+		var once sync.Once
+		sent := func() {
+			once.Do(func() {
+				r.inFlight.Add(-1)
+				signal(r.freed)
+			})
+		}
+		defer sent()
+		send(sent)
+	})
 }
 
 // claim is not cancelled by the stop signal: a claim committed but never read would strand its rows until
@@ -285,6 +333,12 @@ func (r *Relay) nextDue(ctx context.Context) (time.Duration, bool, error) {
 // errBadResult is a 200/201 whose decision makes no sense: treated like a server error.
 var errBadResult = errors.New("bank answered with an invalid result")
 
+// answer is what a request to the Bank returned: one result, or a batch's answers.
+type answer struct {
+	one   payment.Result
+	batch []bankclient.Answer
+}
+
 // submit sends one transaction within the Bank timeout.
 func (r *Relay) submit(ctx context.Context, tx payment.Transaction) (payment.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
@@ -295,14 +349,41 @@ func (r *Relay) submit(ctx context.Context, tx payment.Transaction) (payment.Res
 	if err != nil {
 		return res, err
 	}
+	return res, checkResult(tx, res)
+}
+
+// submitBatch sends transactions in one batch request within the Bank timeout.
+func (r *Relay) submitBatch(ctx context.Context, txs []payment.Transaction) ([]bankclient.Answer, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	start := time.Now()
+	answers, err := r.bank.SubmitBatch(ctx, txs)
+	r.m.latency.Observe(time.Since(start).Seconds())
+	r.m.batchSize.Observe(float64(len(txs)))
+	if err != nil {
+		return nil, err
+	}
+	if len(answers) != len(txs) {
+		return nil, fmt.Errorf("%w: %d answers for a batch of %d", errBadResult, len(answers), len(txs))
+	}
+	for i := range answers {
+		if answers[i].Err == nil {
+			answers[i].Err = checkResult(txs[i], answers[i].Result)
+		}
+	}
+	return answers, nil
+}
+
+// checkResult rejects a 200/201 whose decision makes no sense (treated like a server error).
+func checkResult(tx payment.Transaction, res payment.Result) error {
 	switch {
 	case res.ID != tx.ID,
 		res.Status == payment.StatusApproved && res.Reason != payment.ReasonNone,
 		res.Status == payment.StatusDeclined && res.Reason == payment.ReasonNone,
 		res.Status != payment.StatusApproved && res.Status != payment.StatusDeclined:
-		return res, fmt.Errorf("%w: %+v", errBadResult, res)
+		return fmt.Errorf("%w: %+v", errBadResult, res)
 	}
-	return res, nil
+	return nil
 }
 
 // outcome is what the failure policy makes of one send.
@@ -341,39 +422,119 @@ func retryAfter(err error) time.Duration {
 // deliver sends one claimed purchase, calls sent once the Bank has answered (or the send failed), and records
 // what came of it.
 func (r *Relay) deliver(ctx context.Context, c store.Claim, sent func()) {
-	res, err := r.cb.Execute(func() (payment.Result, error) { return r.submit(ctx, c.Tx) })
+	a, err := r.cb.Execute(func() (answer, error) {
+		res, err := r.submit(ctx, c.Tx)
+		return answer{one: res}, err
+	})
 	sent()
 	log := r.log.With("purchase_id", c.Tx.ID, "attempt", c.Attempts+1)
 	switch classify(err) {
 	case outcomeDone:
-		r.m.deliveries.WithLabelValues(string(res.Status)).Inc()
-		r.m.attempts.Observe(float64(c.Attempts + 1))
+		r.decided(log, c, a.one)
 		r.record(ctx, log, "record the Bank's decision", func(ctx context.Context) error {
-			return r.outbox.Complete(ctx, c.Tx.ID, res)
+			return r.outbox.Complete(ctx, c.Tx.ID, a.one)
 		})
-		log.Debug("delivered", "status", res.Status, "reason", res.Reason)
 	case outcomeRejected:
-		var e *bankclient.Error
-		errors.As(err, &e)
-		r.m.deliveries.WithLabelValues(string(store.StatusRejected)).Inc()
-		r.m.attempts.Observe(float64(c.Attempts + 1))
-		r.record(ctx, log, "dead-letter", func(ctx context.Context) error {
-			return r.outbox.Reject(ctx, c.Tx.ID, e.Code, e.Message)
-		})
-		log.Warn("the Bank rejected the purchase: dead-lettered, not retried", "status_code", e.StatusCode,
-			"code", e.Code, "message", e.Message)
+		r.reject(ctx, log, c, err)
 	case outcomeRetry:
-		r.m.deliveries.WithLabelValues("retry").Inc()
-		delay := r.backoff.Delay(c.Attempts+1, retryAfter(err), r.random())
-		r.record(ctx, log, "schedule the retry", func(ctx context.Context) error {
-			return r.outbox.Retry(ctx, c, delay, err.Error())
-		})
-		log.Debug("send failed; retrying", "in", delay, "err", err)
+		r.retry(ctx, log, c, err)
 	case outcomeNotSent:
-		r.record(ctx, log, "release the claim", func(ctx context.Context) error {
-			return r.outbox.Release(ctx, c, 0)
-		})
+		r.release(ctx, log, c)
 	}
+}
+
+// deliverBatch sends claimed purchases in one batch request, calls sent once the Bank has answered, and
+// records what came of each: the decisions in one statement, a dead letter per rejected item, a retry with
+// its own backoff per failed item (every item when the request failed as a whole).
+func (r *Relay) deliverBatch(ctx context.Context, claims []store.Claim, sent func()) {
+	txs := make([]payment.Transaction, len(claims))
+	for i, c := range claims {
+		txs[i] = c.Tx
+	}
+	a, err := r.cb.Execute(func() (answer, error) {
+		answers, err := r.submitBatch(ctx, txs)
+		return answer{batch: answers}, err
+	})
+	switch classify(err) {
+	case outcomeDone:
+		sent()
+		var decisions []store.Decision
+		for i, c := range claims {
+			log := r.log.With("purchase_id", c.Tx.ID, "attempt", c.Attempts+1)
+			switch item := a.batch[i]; classify(item.Err) {
+			case outcomeDone:
+				r.decided(log, c, item.Result)
+				decisions = append(decisions, store.Decision{ID: c.Tx.ID, Result: item.Result})
+			case outcomeRejected:
+				r.reject(ctx, log, c, item.Err)
+			default: // a 5xx or an unreadable result for this item alone
+				r.retry(ctx, log, c, item.Err)
+			}
+		}
+		if len(decisions) > 0 {
+			r.record(ctx, r.log.With("purchases", len(decisions), "first_purchase_id", decisions[0].ID),
+				"record the Bank's decisions", func(ctx context.Context) error {
+					return r.outbox.CompleteBatch(ctx, decisions)
+				})
+		}
+	case outcomeRejected:
+		// The Bank refused the request itself (a Bank without the batch endpoint answers 404): not the
+		// purchases' fault. Each is sent on its own, so each gets its own answer, within this slot.
+		r.singleUntil.Store(time.Now().Add(singleAfterRefusal).UnixNano())
+		r.log.Warn("the Bank refused a batch request: sending its purchases one by one, and in single mode for "+
+			"a while", "err", err, "purchases", len(claims), "for", singleAfterRefusal)
+		for _, c := range claims {
+			r.deliver(ctx, c, func() {})
+		}
+		sent()
+	case outcomeRetry:
+		sent()
+		for _, c := range claims {
+			r.retry(ctx, r.log.With("purchase_id", c.Tx.ID, "attempt", c.Attempts+1), c, err)
+		}
+	case outcomeNotSent:
+		sent()
+		for _, c := range claims {
+			r.release(ctx, r.log.With("purchase_id", c.Tx.ID), c)
+		}
+	}
+}
+
+// decided counts the Bank's decision on a purchase.
+func (r *Relay) decided(log *slog.Logger, c store.Claim, res payment.Result) {
+	r.m.deliveries.WithLabelValues(string(res.Status)).Inc()
+	r.m.attempts.Observe(float64(c.Attempts + 1))
+	log.Debug("delivered", "status", res.Status, "reason", res.Reason)
+}
+
+// reject dead-letters a purchase the Bank refused (err is a permanent *bankclient.Error).
+func (r *Relay) reject(ctx context.Context, log *slog.Logger, c store.Claim, err error) {
+	var e *bankclient.Error
+	errors.As(err, &e)
+	r.m.deliveries.WithLabelValues(string(store.StatusRejected)).Inc()
+	r.m.attempts.Observe(float64(c.Attempts + 1))
+	r.record(ctx, log, "dead-letter", func(ctx context.Context) error {
+		return r.outbox.Reject(ctx, c.Tx.ID, e.Code, e.Message)
+	})
+	log.Warn("the Bank rejected the purchase: dead-lettered, not retried", "status_code", e.StatusCode,
+		"code", e.Code, "message", e.Message)
+}
+
+// retry makes a purchase whose send failed due again after its backoff.
+func (r *Relay) retry(ctx context.Context, log *slog.Logger, c store.Claim, err error) {
+	r.m.deliveries.WithLabelValues("retry").Inc()
+	delay := r.backoff.Delay(c.Attempts+1, retryAfter(err), r.random())
+	r.record(ctx, log, "schedule the retry", func(ctx context.Context) error {
+		return r.outbox.Retry(ctx, c, delay, err.Error())
+	})
+	log.Debug("send failed; retrying", "in", delay, "err", err)
+}
+
+// release gives back a purchase the breaker did not let through.
+func (r *Relay) release(ctx context.Context, log *slog.Logger, c store.Claim) {
+	r.record(ctx, log, "release the claim", func(ctx context.Context) error {
+		return r.outbox.Release(ctx, c, 0)
+	})
 }
 
 // record runs a recording statement, retrying briefly while the database is unavailable. If it still fails,

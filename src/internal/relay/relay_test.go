@@ -67,7 +67,7 @@ func openStoreDB(t *testing.T, dsn, mode string) *gorm.DB {
 }
 
 func fastConfig() Config {
-	return Config{BatchSize: 16, Concurrency: 4, PollInterval: 50 * time.Millisecond, Lease: 10 * time.Second,
+	return Config{Mode: ModeSingle, BatchSize: 16, Concurrency: 4, PollInterval: 50 * time.Millisecond, Lease: 10 * time.Second,
 		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, BreakerFailures: 1000,
 		BreakerOpenTimeout: time.Second, Timeout: time.Second}
 }
@@ -394,8 +394,13 @@ func TestConfigValidation(t *testing.T) {
 	if err := fastConfig().Validate(); err != nil {
 		t.Fatal(err)
 	}
+	if err := batchConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
 	for name, mutate := range map[string]func(*Config){
 		"no concurrency":       func(c *Config) { c.Concurrency = 0 },
+		"unknown mode":         func(c *Config) { c.Mode = "bulk" },
+		"batch over the limit": func(c *Config) { c.Mode, c.BatchSize = ModeBatch, payment.MaxBatchItems+1 },
 		"no batch":             func(c *Config) { c.BatchSize = 0 },
 		"no poll":              func(c *Config) { c.PollInterval = 0 },
 		"max below min":        func(c *Config) { c.MaxBackoff = 0 },

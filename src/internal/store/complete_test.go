@@ -12,8 +12,9 @@ import (
 	"github.com/txmesh/txmesh/src/internal/postgres"
 )
 
-// TestConcurrentCompletesAreGroupCommitted: 200 concurrent Complete calls (a relay's sends finishing together,
-// coalesced into shared statements) each record their own outcome exactly once and empty the outbox.
+// TestConcurrentCompletesAreGroupCommitted: 100 concurrent Complete calls and 10 CompleteBatch calls of 10
+// (a relay's sends and batches finishing together, coalesced into shared statements) each record their own
+// outcomes exactly once and empty the outbox.
 func TestConcurrentCompletesAreGroupCommitted(t *testing.T) {
 	for _, mode := range []string{"", "simple_protocol"} { // the default, and PgBouncer's transaction mode
 		t.Run("mode="+mode, func(t *testing.T) { testConcurrentCompletes(t, mode) })
@@ -45,13 +46,30 @@ func testConcurrentCompletes(t *testing.T, mode string) {
 	}
 	var wg sync.WaitGroup
 	processed := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	for i, p := range purchases {
+	decision := func(i int) Decision {
+		res := payment.Result{ID: purchases[i].ID, Status: payment.StatusApproved, ProcessedAt: processed}
+		if i%2 == 1 {
+			res.Status, res.Reason = payment.StatusDeclined, payment.ReasonInsufficientFunds
+		}
+		return Decision{ID: purchases[i].ID, Result: res}
+	}
+	// The first half one by one (Complete), the second in groups of 10 (CompleteBatch: a batch's answers),
+	// all at once.
+	for i := range n / 2 {
 		wg.Go(func() {
-			res := payment.Result{ID: p.ID, Status: payment.StatusApproved, ProcessedAt: processed}
-			if i%2 == 1 {
-				res.Status, res.Reason = payment.StatusDeclined, payment.ReasonInsufficientFunds
+			d := decision(i)
+			if err := repo.Complete(ctx, d.ID, d.Result); err != nil {
+				t.Error(err)
 			}
-			if err := repo.Complete(ctx, p.ID, res); err != nil {
+		})
+	}
+	for g := n / 2; g < n; g += 10 {
+		wg.Go(func() {
+			var ds []Decision
+			for i := g; i < g+10; i++ {
+				ds = append(ds, decision(i))
+			}
+			if err := repo.CompleteBatch(ctx, ds); err != nil {
 				t.Error(err)
 			}
 		})

@@ -386,44 +386,67 @@ SET status = r.status, reason = r.reason, error_code = '', attempts = p.attempts
     processed_at = r.processed_at, completed_at = now(), updated_at = now()
 FROM r WHERE p.id = r.id AND p.status = 'pending'`
 
-// maxCompleteBatch bounds one completeBatchSQL.
+// maxCompleteBatch bounds one completeBatchSQL, unless one call alone brings more.
 const maxCompleteBatch = 256
 
-// completer coalesces concurrent Complete calls into one statement — group commit: a caller that finds
-// nothing being written writes what is queued (its own outcome at least) at once; callers arriving meanwhile
-// queue up, and the first of them writes the whole queue as soon as the write in progress ends. At low load
-// a batch is one purchase and nobody waits; under load one commit records many outcomes instead of one each
-// (the relay's drain rate, see docs/performance.md). Every caller returns once its outcome is written, with
-// that write's error, so the relay's failure handling is unchanged.
+// completer coalesces concurrent Complete and CompleteBatch calls into one statement — group commit: a
+// caller that finds nothing being written writes what is queued (its own outcomes at least) at once;
+// callers arriving meanwhile queue up, and the first of them writes the whole queue as soon as the write in
+// progress ends. At low load a statement records one call and nobody waits; under load one commit records
+// many outcomes instead of one each (the relay's drain rate, see docs/performance.md). Every caller returns
+// once its outcomes are written, with that write's error, so the relay's failure handling is unchanged.
 type completer struct {
 	mu      sync.Mutex
 	queue   []*completion
 	writing bool
 }
 
+// completion is one caller's outcomes.
 type completion struct {
+	items []decided
+	err   error
+	done  chan struct{} // closed once written (err set)
+	lead  chan struct{} // closed when this caller is to write the queue
+}
+
+type decided struct {
 	id        [16]byte
 	status    string
 	reason    string
 	processed time.Time
-	err       error
-	done      chan struct{} // closed once written (err set)
-	lead      chan struct{} // closed when this caller is to write the queue
+}
+
+// Decision is the Bank's decision on one purchase, for CompleteBatch.
+type Decision struct {
+	ID     uuid.UUID
+	Result payment.Result
 }
 
 // Complete records the Bank's decision on a purchase and removes it from the outbox.
 func (r *Repository) Complete(ctx context.Context, id uuid.UUID, res payment.Result) error {
-	var status Status
-	switch res.Status {
-	case payment.StatusApproved:
-		status = StatusApproved
-	case payment.StatusDeclined:
-		status = StatusDeclined
-	default:
-		return fmt.Errorf("complete purchase %s: unknown bank status %q", id, res.Status)
+	return r.CompleteBatch(ctx, []Decision{{ID: id, Result: res}})
+}
+
+// CompleteBatch records the Bank's decisions on several purchases (those of one batch sent to the Bank) and
+// removes them from the outbox, in one statement shared with concurrent callers.
+func (r *Repository) CompleteBatch(ctx context.Context, ds []Decision) error {
+	c := &completion{items: make([]decided, 0, len(ds)), done: make(chan struct{}), lead: make(chan struct{})}
+	for _, d := range ds {
+		var status Status
+		switch d.Result.Status {
+		case payment.StatusApproved:
+			status = StatusApproved
+		case payment.StatusDeclined:
+			status = StatusDeclined
+		default:
+			return fmt.Errorf("complete purchase %s: unknown bank status %q", d.ID, d.Result.Status)
+		}
+		c.items = append(c.items, decided{id: d.ID, status: string(status), reason: string(d.Result.Reason),
+			processed: d.Result.ProcessedAt})
 	}
-	c := &completion{id: id, status: string(status), reason: string(res.Reason), processed: res.ProcessedAt,
-		done: make(chan struct{}), lead: make(chan struct{})}
+	if len(c.items) == 0 {
+		return nil
+	}
 	q := &r.done
 	q.mu.Lock()
 	q.queue = append(q.queue, c)
@@ -437,11 +460,16 @@ func (r *Repository) Complete(ctx context.Context, id uuid.UUID, res payment.Res
 		q.mu.Lock()
 	}
 	q.writing = true
-	batch := q.queue[:min(len(q.queue), maxCompleteBatch)]
-	q.queue = q.queue[len(batch):]
+	n, items := 0, 0 // whole calls, up to maxCompleteBatch outcomes (at least one call)
+	for n < len(q.queue) && (n == 0 || items+len(q.queue[n].items) <= maxCompleteBatch) {
+		items += len(q.queue[n].items)
+		n++
+	}
+	batch := q.queue[:n]
+	q.queue = q.queue[n:]
 	q.mu.Unlock()
 
-	err := r.completeBatch(ctx, batch)
+	err := r.completeBatch(ctx, batch, items)
 	for _, b := range batch {
 		b.err = err
 		close(b.done)
@@ -457,19 +485,23 @@ func (r *Repository) Complete(ctx context.Context, id uuid.UUID, res payment.Res
 	return err
 }
 
-func (r *Repository) completeBatch(ctx context.Context, batch []*completion) error {
-	ids := make([]string, len(batch)) // text, cast in SQL: also right in the simple protocol (PgBouncer)
-	statuses := make([]string, len(batch))
-	reasons := make([]string, len(batch))
-	processed := make([]time.Time, len(batch))
-	for i, c := range batch {
-		ids[i], statuses[i], reasons[i], processed[i] = uuid.UUID(c.id).String(), c.status, c.reason, c.processed
+func (r *Repository) completeBatch(ctx context.Context, batch []*completion, n int) error {
+	ids := make([]string, 0, n) // text, cast in SQL: also right in the simple protocol (PgBouncer)
+	statuses := make([]string, 0, n)
+	reasons := make([]string, 0, n)
+	processed := make([]time.Time, 0, n)
+	for _, c := range batch {
+		for _, d := range c.items {
+			ids = append(ids, uuid.UUID(d.id).String())
+			statuses, reasons, processed = append(statuses, d.status), append(reasons, d.reason),
+				append(processed, d.processed)
+		}
 	}
 	if _, err := r.db.ConnPool.ExecContext(ctx, completeBatchSQL, ids, statuses, reasons, processed); err != nil {
-		if len(batch) == 1 {
-			return fmt.Errorf("complete purchase %s: %w", uuid.UUID(batch[0].id), err)
+		if len(ids) == 1 {
+			return fmt.Errorf("complete purchase %s: %w", ids[0], err)
 		}
-		return fmt.Errorf("complete %d purchases (%s, …): %w", len(batch), uuid.UUID(batch[0].id), err)
+		return fmt.Errorf("complete %d purchases (%s, …): %w", len(ids), ids[0], err)
 	}
 	return nil
 }
