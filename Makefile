@@ -14,11 +14,23 @@ export GOTOOLCHAIN := auto
 GOLANGCI_VER  := v2.15.0
 MOCKGEN_VER   := v0.6.0
 ACTIONLINT_VER:= v1.7.12
-# Tools are installed through the Go module proxy at pinned versions, cached outside the checkout.
+GOVULNCHECK_VER := v1.9.0
+# The Go vulnerability database, as a module version: make vuln indexes its OSV files with the module's own
+# cmd/indexdb into a local database (the public one is not reachable here).
+VULNDB_VER    := v0.0.0-20261105234957-e22db6528018
+# Tools are installed through the Go module proxy at pinned versions, cached outside the checkout. Those that
+# load the main module's packages are built by its toolchain (one built by an older Go cannot type-check that
+# standard library), so their directory names the toolchain too.
 TOOLS_DIR     ?= $(HOME)/.cache/txmesh/tools
-GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_VER)/golangci-lint
-MOCKGEN       := $(TOOLS_DIR)/mockgen-$(MOCKGEN_VER)/mockgen
+TOOL_GO       := GOTOOLCHAIN=$(GO_TOOLCHAIN) $(GO)
+GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_VER)-$(GO_TOOLCHAIN)/golangci-lint
+MOCKGEN       := $(TOOLS_DIR)/mockgen-$(MOCKGEN_VER)-$(GO_TOOLCHAIN)/mockgen
 ACTIONLINT    := $(TOOLS_DIR)/actionlint-$(ACTIONLINT_VER)/actionlint
+GOVULNCHECK   := $(TOOLS_DIR)/govulncheck-$(GOVULNCHECK_VER)-$(GO_TOOLCHAIN)/govulncheck
+INDEXDB       := $(TOOLS_DIR)/indexdb-$(VULNDB_VER)/indexdb
+VULNDB_DIR    := $(HOME)/.cache/txmesh/vulndb/$(VULNDB_VER)
+# make vuln VULN_DB= uses govulncheck's default, the live database (CI on GitHub does).
+VULN_DB       ?= file://$(VULNDB_DIR)
 COMMANDS      := bank store txaudit
 FUZZTIME      ?= 60s
 LAB_DURATION  ?= 2m
@@ -89,6 +101,20 @@ lint: $(GOLANGCI_LINT) $(ACTIONLINT) ## gofmt, go vet, golangci-lint (pinned), a
 	$(ACTIONLINT) .github/workflows/*.yml
 	shellcheck .ci/run
 
+.PHONY: vuln
+vuln: $(GOVULNCHECK) $(if $(filter file://$(VULNDB_DIR),$(VULN_DB)),$(VULNDB_DIR)/index/db.json) ## govulncheck (pinned) on the shipped commands: fails on any reachable known vulnerability (offline database from golang.org/x/vulndb; VULN_DB= for the live one)
+	$(GO) version
+	$(GOVULNCHECK) $(if $(VULN_DB),-db $(VULN_DB)) $(addprefix ./src/cmd/,$(COMMANDS))
+
+# The offline database: the vulndb module's OSV files (data/osv) indexed by its cmd/indexdb, written aside
+# and moved into place, so an interrupted build leaves nothing half-written behind.
+$(VULNDB_DIR)/index/db.json: | $(INDEXDB)
+	cd $(TOOLS_DIR) && $(GO) mod download golang.org/x/vulndb@$(VULNDB_VER)
+	src=$$(cd $(TOOLS_DIR) && $(GO) list -m -f '{{.Dir}}' golang.org/x/vulndb@$(VULNDB_VER)) && \
+	  rm -rf $(VULNDB_DIR).tmp && $(INDEXDB) -vulns "$$src/data/osv" -out $(VULNDB_DIR).tmp && \
+	  rm -rf $(VULNDB_DIR) && mv $(VULNDB_DIR).tmp $(VULNDB_DIR)
+	@echo "vulnerability database: $$(ls $(VULNDB_DIR)/ID/*.json | wc -l) entries from golang.org/x/vulndb@$(VULNDB_VER)"
+
 .PHONY: build
 build: ## static binaries in bin/ (CGO_ENABLED=0)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/ $(addprefix ./src/cmd/,$(COMMANDS))
@@ -98,13 +124,19 @@ generate: $(MOCKGEN) ## regenerate gomock mocks
 	PATH=$(dir $(MOCKGEN)):$$PATH $(GO) generate ./...
 
 .PHONY: tools
-tools: $(GOLANGCI_LINT) $(MOCKGEN) $(ACTIONLINT) ## install the pinned tools
+tools: $(GOLANGCI_LINT) $(MOCKGEN) $(ACTIONLINT) $(GOVULNCHECK) $(INDEXDB) ## install the pinned tools
 
 $(GOLANGCI_LINT):
-	GOBIN=$(dir $@) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VER)
+	GOBIN=$(dir $@) $(TOOL_GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VER)
 
 $(MOCKGEN):
-	GOBIN=$(dir $@) $(GO) install go.uber.org/mock/mockgen@$(MOCKGEN_VER)
+	GOBIN=$(dir $@) $(TOOL_GO) install go.uber.org/mock/mockgen@$(MOCKGEN_VER)
+
+$(GOVULNCHECK):
+	GOBIN=$(dir $@) $(TOOL_GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VER)
+
+$(INDEXDB):
+	GOBIN=$(dir $@) $(TOOL_GO) install golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VER)
 
 $(ACTIONLINT):
 	GOBIN=$(dir $@) $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VER)
