@@ -102,8 +102,8 @@ func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net
 		"tls", cfg.Server.TLSCertFile != "",
 		"mtls", cfg.Server.TLSClientCAFile != "", "database_url", config.Redact(cfg.DB.URL),
 		"db_max_conns", cfg.DB.MaxConns, "db_query_timeout", cfg.QueryTimeout, "db_query_exec_mode", cfg.DB.QueryExecMode,
-		"migrate_on_start", cfg.DB.Migrate, "drain_delay", cfg.Server.DrainDelay,
-		"shutdown_timeout", cfg.Server.ShutdownTimeout)
+		"migrate_on_start", cfg.DB.Migrate, "http_max_in_flight", cfg.Server.MaxInFlight,
+		"drain_delay", cfg.Server.DrainDelay, "shutdown_timeout", cfg.Server.ShutdownTimeout)
 	db, err := open(cfg)
 	if err != nil {
 		return err
@@ -121,7 +121,9 @@ func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewDBStatsCollector(sqlDB, "bank"))
 	health := web.NewHealth(postgres.ReadyCheck(sqlDB, bank.Migrations()))
-	handler := bank.NewServer(bank.NewRepository(db), health, reg, log, bank.WithQueryTimeout(cfg.QueryTimeout))
+	handler := web.LimitInFlight(
+		bank.NewServer(bank.NewRepository(db), health, reg, log, bank.WithQueryTimeout(cfg.QueryTimeout)),
+		cfg.Server.MaxInFlight, "bank", reg)
 	err = web.Serve(ctx, cfg.Server, handler, health, log, ready)
 	log.Info("bank stopped", "err", err)
 	return err

@@ -66,7 +66,7 @@ func startProcess(t *testing.T, bin, name string, vars map[string]string) *proce
 			t.Logf("%s log (tail):\n%s", name, tail(string(b), 3000))
 		}
 	})
-	// The address comes from the "listening" log line.
+	// The address and scheme come from the "listening" log line.
 	deadline := time.Now().Add(30 * time.Second)
 	for p.url == "" {
 		if time.Now().After(deadline) {
@@ -74,9 +74,9 @@ func startProcess(t *testing.T, bin, name string, vars map[string]string) *proce
 		}
 		b, _ := os.ReadFile(p.log)
 		for _, line := range strings.Split(string(b), "\n") {
-			var entry struct{ Msg, Addr string }
+			var entry struct{ Msg, Addr, Scheme string }
 			if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "listening" {
-				p.url = "http://" + entry.Addr
+				p.url = entry.Scheme + "://" + entry.Addr
 			}
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -145,6 +145,7 @@ func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net
 		"db_query_exec_mode", cfg.DB.QueryExecMode, "migrate_on_start", cfg.DB.Migrate,
 		"bank_url", cfg.Bank.URL, "bank_timeout", cfg.Bank.Timeout, "bank_ca_file", cfg.Bank.CAFile,
 		"bank_client_cert_file", cfg.Bank.CertFile, "generator", cfg.Generator,
+		"http_max_in_flight", cfg.Server.MaxInFlight,
 		"drain_delay", cfg.Server.DrainDelay, "shutdown_timeout", cfg.Server.ShutdownTimeout)
 	db, err := postgres.Open(cfg.DB)
 	if err != nil {
@@ -172,7 +173,8 @@ func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net
 	rl := relay.New(repo, bank, cfg.StoreID+"/"+uuid.NewString()[:8], cfg.Relay, reg, log.With("component", "relay"))
 	repo.OnCreate(rl.Wake)
 	health := web.NewHealth(postgres.ReadyCheck(sqlDB, store.Migrations()))
-	handler := store.NewServer(repo, metrics, rl.BreakerState, health, reg, log)
+	handler := web.LimitInFlight(store.NewServer(repo, metrics, rl.BreakerState, health, reg, log),
+		cfg.Server.MaxInFlight, "store", reg)
 
 	// Shutdown: the generator stops at once; the relay keeps delivering while the server drains (readiness
 	// fails first), then stops claiming and finishes its sends in flight; then the database closes.

@@ -19,6 +19,7 @@ import (
 	"github.com/txmesh/txmesh/src/internal/apitest"
 	"github.com/txmesh/txmesh/src/internal/payment"
 	"github.com/txmesh/txmesh/src/internal/web"
+	"github.com/txmesh/txmesh/src/internal/webtest"
 )
 
 // TestServerMatchesOpenAPI sends requests of every documented outcome to a Bank on a real database and
@@ -58,7 +59,7 @@ func TestServerMatchesOpenAPI(t *testing.T) {
 			t.Fatalf("item answers %v, want [201 200 409 200 400 413]", codes)
 		}
 	}
-	r, b := real.URL, broken.URL
+	r, b, full := real.URL, broken.URL, webtest.Saturated(t, "bank") // full: at HTTP_MAX_IN_FLIGHT
 	apitest.Conform(t, OpenAPI, []apitest.Case{
 		{Name: "create", Base: r, Method: "POST", Path: "/v1/transactions", ContentType: "application/json", Body: body, Want: 201, ValidRequest: true},
 		{Name: "replay", Base: r, Method: "POST", Path: "/v1/transactions", ContentType: "application/json", Body: body, Want: 200, ValidRequest: true},
@@ -71,6 +72,9 @@ func TestServerMatchesOpenAPI(t *testing.T) {
 		{Name: "batch invalid", Base: r, Method: "POST", Path: "/v1/transactions/batch", ContentType: "application/json", Body: `{"transactions":[]}`, Want: 400},
 		{Name: "batch too large", Base: r, Method: "POST", Path: "/v1/transactions/batch", ContentType: "application/json", Body: `{"transactions":[` + strings.Repeat(" ", 300<<10) + body + `]}`, Want: 413},
 		{Name: "batch media type", Base: r, Method: "POST", Path: "/v1/transactions/batch", ContentType: "text/plain", Body: batch, Want: 415},
+		{Name: "overloaded", Base: full, Method: "POST", Path: "/v1/transactions", ContentType: "application/json", Body: body, Want: 503, ValidRequest: true},
+		{Name: "batch overloaded", Base: full, Method: "POST", Path: "/v1/transactions/batch", ContentType: "application/json", Body: `{"transactions":[` + body + `]}`, Want: 503, ValidRequest: true},
+		{Name: "get overloaded", Base: full, Method: "GET", Path: "/v1/transactions/" + tx.ID.String(), Want: 503, ValidRequest: true},
 		{Name: "batch unavailable", Base: b, Method: "POST", Path: "/v1/transactions/batch", ContentType: "application/json", Body: `{"transactions":[` + body + `]}`, Want: 503, ValidRequest: true},
 		{Name: "get transaction", Base: r, Method: "GET", Path: "/v1/transactions/" + tx.ID.String(), Want: 200, ValidRequest: true},
 		{Name: "get missing", Base: r, Method: "GET", Path: "/v1/transactions/" + uuid.NewString(), Want: 404, ValidRequest: true},

@@ -9,6 +9,7 @@ const (
 	CodeNotFound             = "not_found"
 	CodeMethodNotAllowed     = "method_not_allowed"
 	CodeUnavailable          = "unavailable"
+	CodeOverloaded           = "overloaded" // 503: HTTP_MAX_IN_FLIGHT requests in flight, this one was not handled
 	CodeInternal             = "internal"
 )
 

@@ -17,6 +17,7 @@ import (
 	"github.com/txmesh/txmesh/src/internal/payment"
 	"github.com/txmesh/txmesh/src/internal/pgtest"
 	"github.com/txmesh/txmesh/src/internal/web"
+	"github.com/txmesh/txmesh/src/internal/webtest"
 )
 
 // TestServerMatchesOpenAPI sends requests of every documented outcome to a Store on a real database (and to
@@ -75,7 +76,7 @@ func TestServerMatchesOpenAPI(t *testing.T) {
 			t.Fatal("a replay without Idempotent-Replayed: true")
 		}
 	}
-	r, b := real.URL, broken.URL
+	r, b, full := real.URL, broken.URL, webtest.Saturated(t, "store") // full: at HTTP_MAX_IN_FLIGHT
 	json := "application/json"
 	apitest.Conform(t, OpenAPI, []apitest.Case{
 		{Name: "create", Base: r, Method: "POST", Path: "/v1/purchases", ContentType: json, Body: validPurchase, Want: 202, ValidRequest: true, Check: location},
@@ -87,6 +88,9 @@ func TestServerMatchesOpenAPI(t *testing.T) {
 		{Name: "too large", Base: r, Method: "POST", Path: "/v1/purchases", ContentType: json, Body: strings.Repeat(" ", 20000) + validPurchase, Want: 413},
 		{Name: "media type", Base: r, Method: "POST", Path: "/v1/purchases", ContentType: "text/plain", Body: validPurchase, Want: 415},
 		{Name: "unavailable", Base: b, Method: "POST", Path: "/v1/purchases", ContentType: json, Body: validPurchase, Want: 503, ValidRequest: true},
+		{Name: "overloaded", Base: full, Method: "POST", Path: "/v1/purchases", ContentType: json, Body: validPurchase, Want: 503, ValidRequest: true},
+		{Name: "get overloaded", Base: full, Method: "GET", Path: "/v1/purchases/" + approved, Want: 503, ValidRequest: true},
+		{Name: "outbox overloaded", Base: full, Method: "GET", Path: "/v1/outbox", Want: 503, ValidRequest: true},
 		{Name: "get approved", Base: r, Method: "GET", Path: "/v1/purchases/" + approved, Want: 200, ValidRequest: true},
 		{Name: "get declined", Base: r, Method: "GET", Path: "/v1/purchases/" + declined, Want: 200, ValidRequest: true},
 		{Name: "get rejected", Base: r, Method: "GET", Path: "/v1/purchases/" + rejected, Want: 200, ValidRequest: true},

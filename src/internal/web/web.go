@@ -31,9 +31,11 @@ type ServerConfig struct {
 	TLSClientCAFile string        `env:"TLS_CLIENT_CA_FILE"`
 	DrainDelay      time.Duration `env:"SHUTDOWN_DRAIN_DELAY" envDefault:"5s"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// MaxInFlight bounds the requests handled at once (LimitInFlight); 0 switches the bound off.
+	MaxInFlight int `env:"HTTP_MAX_IN_FLIGHT" envDefault:"64"`
 }
 
-// Validate checks the combination of TLS settings and the management address.
+// Validate checks the combination of TLS settings, the management address and the in-flight bound.
 func (c ServerConfig) Validate() error {
 	var errs []error
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
@@ -47,6 +49,9 @@ func (c ServerConfig) Validate() error {
 	}
 	if c.AdminAddr != "" {
 		errs = append(errs, c.validateAdminAddr())
+	}
+	if c.MaxInFlight < 0 {
+		errs = append(errs, fmt.Errorf("HTTP_MAX_IN_FLIGHT must be >= 0 (0: no bound), got %d", c.MaxInFlight))
 	}
 	return errors.Join(errs...)
 }
