@@ -133,6 +133,8 @@ type leanClient struct {
 	r      *bufio.Reader
 	buf    []byte
 	body   []byte
+	// retryAfter is the last answer's Retry-After header.
+	retryAfter string
 }
 
 var sessionCache = tls.NewLRUClientSessionCache(256)
@@ -195,6 +197,7 @@ func (c *leanClient) post(ctx context.Context, path, idemKey string, body []byte
 		c.close()
 		return 0, nil, err
 	}
+	c.retryAfter = resp.Header.Get("Retry-After")
 	data := bytes.NewBuffer(c.body[:0])
 	_, err = data.ReadFrom(resp.Body)
 	resp.Body.Close()
@@ -235,7 +238,12 @@ func (c *leanClient) submit(ctx context.Context, tx txBody) error {
 	return nil
 }
 
-// purchase posts one purchase to the Store and returns its id once the Store answered 202.
+// errShed is the Store's answer to a purchase beyond its HTTP_MAX_IN_FLIGHT: 503 overloaded with
+// Retry-After, the purchase not written (the client may send it again).
+const errShed = constError("store shed the purchase: 503 overloaded with Retry-After")
+
+// purchase posts one purchase to the Store and returns its id once the Store answered 202 (errShed when it
+// shed it).
 func (c *leanClient) purchase(ctx context.Context, account string, amount int64) (string, error) {
 	b := make([]byte, 0, 96)
 	b = append(b, `{"account_id":"`...)
@@ -246,6 +254,10 @@ func (c *leanClient) purchase(ctx context.Context, account string, amount int64)
 	status, data, err := c.post(ctx, "/v1/purchases", "", b)
 	if err != nil {
 		return "", err
+	}
+	if status == http.StatusServiceUnavailable && c.retryAfter != "" &&
+		bytes.Contains(data, []byte(`"code":"overloaded"`)) {
+		return "", errShed
 	}
 	_, rest, ok := bytes.Cut(data, []byte(`"id":"`))
 	if status != http.StatusAccepted || !ok || len(rest) < 36 {

@@ -52,6 +52,12 @@ func TestSmoke(t *testing.T) {
 		e.SystemMax == nil || e.SystemMax.TPS <= 0 || e.RSSRun == nil || e.BankRSSMiB <= 0 || e.StoreRSSMiB <= 0 {
 		t.Fatalf("implausible end-to-end result: %+v", e)
 	}
+	// The runs at 1,000/s and at twice the maximum count what the Store shed beside what it accepted.
+	for _, r := range []*E2EResult{e.RSSRun, e.OverloadRun} {
+		if r == nil || r.Sent == 0 || r.AcceptedAll == 0 || r.AcceptedAll+r.Shed > r.Sent || r.StoreRSSMiB <= 0 {
+			t.Fatalf("implausible overload run: %+v", r)
+		}
+	}
 	// The Store's runtime at the end of the load: a relay, an HTTP server and its open connections.
 	if g := e.StoreGo; g == nil || g.Goroutines < 5 || g.HeapInuseMiB <= 0 || g.StackInuseMiB <= 0 ||
 		g.SysMiB < g.HeapInuseMiB+g.StackInuseMiB || g.SysMiB > e.StoreRSSMiB*4 {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -56,8 +57,14 @@ type E2EResult struct {
 	Basis     string     `json:"basis,omitempty"`
 	SystemMax *SystemMax `json:"system_max,omitempty"`
 	Accepted  int        `json:"accepted"`
-	Errors    int        `json:"errors"`
 	Delivered int        `json:"delivered"`
+	// Over the whole run, warm-up included: purchases the load generator sent, those the Store answered 202,
+	// those it shed (503 overloaded with Retry-After: HTTP_MAX_IN_FLIGHT in flight, nothing written) and any
+	// other failure (Errors; the generator's own refusals at 1,024 requests in flight among them).
+	Sent        int `json:"sent"`
+	AcceptedAll int `json:"accepted_whole_run"`
+	Shed        int `json:"shed"`
+	Errors      int `json:"errors"`
 	// Accept is the Store API's latency to 202; Commit is from the 202 to the Bank's commit of the
 	// transaction (pg_xact_commit_timestamp of its row; a commit before the client saw its 202 counts 0).
 	Accept Latency `json:"accept_latency"`
@@ -73,6 +80,8 @@ type E2EResult struct {
 	StoreRSSMiB   float64    `json:"store_peak_rss_mib"`
 	ForeignCores  float64    `json:"foreign_cores"`
 	RSSRun        *E2EResult `json:"rss_run,omitempty"`
+	// OverloadRun offers twice the end-to-end sustained maximum (fresh processes, as RSSRun).
+	OverloadRun *E2EResult `json:"overload_run,omitempty"`
 	// StoreGo is the Store's Go runtime when the offered load ends (its clients' connections still open).
 	StoreGo *GoMem `json:"store_go_at_end_of_load"`
 }
@@ -288,6 +297,11 @@ func (b *bench) storeParts(ctx context.Context, rep *Report) error {
 		if rate != 1000 {
 			if e.RSSRun, err = b.e2e(ctx, s, topo, 1000, min(b.cfg.E2EDuration, 15*time.Second)); err != nil {
 				return fmt.Errorf("RSS run at 1000/s: %w", err)
+			}
+		}
+		if sm != nil {
+			if e.OverloadRun, err = b.e2e(ctx, s, topo, 2*sm.TPS, min(b.cfg.E2EDuration, 15*time.Second)); err != nil {
+				return fmt.Errorf("overload run at twice the maximum: %w", err)
 			}
 		}
 		rep.E2E = e
@@ -624,6 +638,7 @@ func (b *bench) e2e(ctx context.Context, s *storeSetup, topo string, rate float6
 	}
 	var mu sync.Mutex
 	var got []accepted
+	var sent, shed atomic.Int64
 	pool := make(chan *leanClient, 1024)
 	m := meter{clusters: []*cluster{s.bankCl, s.storeCl}, services: []int{bank.pid(), st.pid()}}
 	// The first Warmup of arrivals is not measured (the relay's and the load generator's connections are
@@ -638,12 +653,17 @@ func (b *bench) e2e(ctx context.Context, s *storeSetup, topo string, rate float6
 		default:
 			c = newLeanClient(storeURL, b.certs)
 		}
+		sent.Add(1)
 		id, err := c.purchase(ctx, strconv.Itoa(rand.IntN(b.cfg.Accounts)+1), rand.Int64N(100)+1)
 		at := time.Now()
 		select {
 		case pool <- c:
 		default:
 			c.close()
+		}
+		if errors.Is(err, errShed) {
+			shed.Add(1)
+			return err
 		}
 		if err != nil {
 			return err
@@ -666,8 +686,9 @@ func (b *bench) e2e(ctx context.Context, s *storeSetup, topo string, rate float6
 	for c := range pool {
 		c.close()
 	}
-	e := &E2EResult{Topology: topo, Rate: rate, Errors: errs.n, StoreGo: storeMem, Accept: summarise(latencies(window(all, measured,
-		time.Now())))}
+	e := &E2EResult{Topology: topo, Rate: rate, Sent: int(sent.Load()), AcceptedAll: len(got), Shed: int(shed.Load()),
+		Errors: errs.n - int(shed.Load()), StoreGo: storeMem, Accept: summarise(latencies(window(all, measured,
+			time.Now())))}
 	var ids []string
 	for _, a := range got {
 		ids = append(ids, a.id)
@@ -727,10 +748,10 @@ WHERE id = ANY($1::uuid[])`, ids)
 	if e.StoreRSSMiB, err = peakRSS(st.pid()); err != nil {
 		return nil, err
 	}
-	b.logf("    accepted %d (errors %d: %v), delivered %d; 202 p50 %.2f p99 %.2f ms; 202→commit p50 %.2f p99 %.2f "+
+	b.logf("    sent %d: %d accepted, %d shed (503 overloaded), %d other errors (%v); in the window accepted %d, delivered %d; 202 p50 %.2f p99 %.2f ms; 202→commit p50 %.2f p99 %.2f "+
 		"max %.2f ms (202→Bank statement p99 %.2f, statement→commit p99 %.2f); Bank %.1f MiB, Store %.1f MiB "+
 		"(at the end of the load: %.0f goroutines, heap %.1f MiB, stacks %.1f MiB, Go total %.1f MiB)",
-		e.Accepted, e.Errors, errs.first, e.Delivered, e.Accept.P50, e.Accept.P99, e.Commit.P50, e.Commit.P99,
+		e.Sent, e.AcceptedAll, e.Shed, e.Errors, errs.first, e.Accepted, e.Delivered, e.Accept.P50, e.Accept.P99, e.Commit.P50, e.Commit.P99,
 		e.Commit.Max, e.ToBank.P99, e.BankStatement.P99, e.BankRSSMiB, e.StoreRSSMiB, storeMem.Goroutines,
 		storeMem.HeapInuseMiB, storeMem.StackInuseMiB, storeMem.SysMiB)
 	if len(committed) != len(got) {
