@@ -41,11 +41,16 @@ func checkAddressesFree(l Layout) error {
 			continue
 		}
 		dst := f[0]
-		if dst == "default" || dst == "broadcast" || dst == "local" || dst == "unreachable" {
-			if len(f) < 2 || dst == "default" || dst == "unreachable" {
+		switch dst {
+		case "unicast", "local", "broadcast", "multicast", "blackhole", "unreachable", "prohibit", "throw",
+			"anycast", "nat": // a route type comes before the destination
+			if len(f) < 2 {
 				continue
 			}
 			dst = f[1]
+		}
+		if dst == "default" {
+			continue
 		}
 		p, err := netip.ParsePrefix(dst)
 		if err != nil {

@@ -1,0 +1,317 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/txmesh/txmesh/test/cluster/build"
+)
+
+func cdModuleDir(t *testing.T, name string) string {
+	t.Helper()
+	cache, err := build.CacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := build.ModuleDir(context.Background(), cache, build.FindCD(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func localImage(name string) string {
+	c := build.FindCD(name)
+	return "txmesh.local/" + c.Name + ":" + c.Version
+}
+
+// fluxControllers are the controllers flux/clusters needs, plus helm-controller.
+var fluxControllers = []string{"source-controller", "kustomize-controller", "image-reflector-controller",
+	"image-automation-controller", "helm-controller"}
+
+func container0(t *testing.T, d *unstructured.Unstructured) map[string]any {
+	t.Helper()
+	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	if len(cs) == 0 {
+		t.Fatalf("Deployment %s has no containers", d.GetName())
+	}
+	return cs[0].(map[string]any)
+}
+
+// crdServes reports whether a rendered CRD serves group/version kind.
+func crdServes(objs []*unstructured.Unstructured, apiVersion, kind string) bool {
+	group, version, _ := strings.Cut(apiVersion, "/")
+	for _, o := range objs {
+		if o.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		g, _, _ := unstructured.NestedString(o.Object, "spec", "group")
+		k, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
+		if g != group || k != kind {
+			continue
+		}
+		vs, _, _ := unstructured.NestedSlice(o.Object, "spec", "versions")
+		for _, v := range vs {
+			m := v.(map[string]any)
+			if m["name"] == version && m["served"] == true {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// repoKinds returns apiVersion+" "+kind of every object in the YAML files under dirs of the repository
+// (files or directories; kinds of the groups given only), and of the GitRepository their sourceRefs name.
+func repoKinds(t *testing.T, groups []string, dirs ...string) []string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "flux")); err != nil {
+		t.Fatalf("repository root %s: %v", root, err)
+	}
+	seen := map[string]bool{}
+	add := func(apiVersion, kind string) {
+		g, _, _ := strings.Cut(apiVersion, "/")
+		if slices.Contains(groups, g) {
+			seen[apiVersion+" "+kind] = true
+		}
+	}
+	for _, d := range dirs {
+		err := filepath.WalkDir(filepath.Join(root, d), func(p string, e os.DirEntry, err error) error {
+			if err != nil || e.IsDir() || !strings.HasSuffix(p, ".yaml") || e.Name() == "kustomization.yaml" {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			objs, err := Decode(b)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			for _, o := range objs {
+				add(o.GetAPIVersion(), o.GetKind())
+				if k, ok, _ := unstructured.NestedString(o.Object, "spec", "sourceRef", "kind"); ok {
+					switch k { // a sourceRef names a kind, not its version: the one flux/ writes
+					case "GitRepository":
+						add("source.toolkit.fluxcd.io/v1", k)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out []string
+	for k := range seen {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestFluxRendersControllersFromTheirModules(t *testing.T) {
+	var cs []FluxController
+	for _, n := range fluxControllers {
+		cs = append(cs, FluxController{Name: n, ModuleDir: cdModuleDir(t, n), Image: localImage(n)})
+	}
+	objs, err := Flux(cs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if objs[0].GetKind() != "Namespace" || objs[0].GetName() != FluxNamespace {
+		t.Fatalf("first object %s %s, want the Namespace %s", objs[0].GetKind(), objs[0].GetName(), FluxNamespace)
+	}
+	ids := map[string]bool{}
+	for _, o := range objs {
+		id := o.GetKind() + " " + o.GetNamespace() + "/" + o.GetName()
+		if ids[id] {
+			t.Errorf("%s rendered twice", id)
+		}
+		ids[id] = true
+		if o.GetKind() != "CustomResourceDefinition" && o.GetKind() != "Namespace" &&
+			!strings.HasPrefix(o.GetKind(), "Cluster") && o.GetNamespace() != FluxNamespace {
+			t.Errorf("%s outside %s", id, FluxNamespace)
+		}
+		if o.GetKind() == "RoleBinding" || o.GetKind() == "ClusterRoleBinding" {
+			subj, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+			for _, s := range subj {
+				m := s.(map[string]any)
+				if m["kind"] != "ServiceAccount" || m["namespace"] != FluxNamespace ||
+					!slices.Contains(fluxControllers, m["name"].(string)) {
+					t.Errorf("%s binds %v, not a controller's ServiceAccount", id, m)
+				}
+			}
+		}
+	}
+	for _, n := range fluxControllers {
+		d := find(objs, "Deployment", n)
+		if d == nil {
+			t.Errorf("no Deployment %s", n)
+			continue
+		}
+		c := container0(t, d)
+		if c["image"] != localImage(n) || c["imagePullPolicy"] != "IfNotPresent" {
+			t.Errorf("%s: image %v policy %v", n, c["image"], c["imagePullPolicy"])
+		}
+		if sa, _, _ := unstructured.NestedString(d.Object, "spec", "template", "spec", "serviceAccountName"); sa != n {
+			t.Errorf("%s runs as ServiceAccount %q", n, sa)
+		}
+		if find(objs, "ServiceAccount", n) == nil {
+			t.Errorf("no ServiceAccount %s", n)
+		}
+		if args, _ := c["args"].([]any); !slices.Contains(args, any("--watch-all-namespaces")) {
+			t.Errorf("%s does not watch all namespaces: %v", n, args)
+		}
+	}
+	// kustomize-controller fetches artifacts at the address source-controller advertises (its Service).
+	if find(objs, "Service", "source-controller") == nil {
+		t.Error("no Service source-controller")
+	}
+	kinds := []string{"source.toolkit.fluxcd.io/v1 GitRepository", "kustomize.toolkit.fluxcd.io/v1 Kustomization",
+		"image.toolkit.fluxcd.io/v1 ImageRepository", "image.toolkit.fluxcd.io/v1 ImagePolicy",
+		"image.toolkit.fluxcd.io/v1 ImageUpdateAutomation", "helm.toolkit.fluxcd.io/v2 HelmRelease",
+		"source.toolkit.fluxcd.io/v1 HelmRepository"}
+	// Every Flux kind the repository's flux/ tree writes, at the version it writes.
+	kinds = append(kinds, repoKinds(t, []string{"source.toolkit.fluxcd.io", "kustomize.toolkit.fluxcd.io",
+		"image.toolkit.fluxcd.io", "helm.toolkit.fluxcd.io"}, "flux")...)
+	for _, k := range kinds {
+		av, kind, _ := strings.Cut(k, " ")
+		if !crdServes(objs, av, kind) {
+			t.Errorf("no CRD serves %s", k)
+		}
+	}
+}
+
+func TestFlaggerRendersItsKubernetesInstaller(t *testing.T) {
+	objs, err := Flagger(cdModuleDir(t, "flagger"), localImage("flagger"), localImage("prometheus"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := find(objs, "Deployment", "flagger")
+	if d == nil || d.GetNamespace() != FlaggerNamespace {
+		t.Fatalf("no Deployment flagger in %s", FlaggerNamespace)
+	}
+	c := container0(t, d)
+	if c["image"] != localImage("flagger") || c["imagePullPolicy"] != "IfNotPresent" {
+		t.Errorf("flagger: image %v policy %v", c["image"], c["imagePullPolicy"])
+	}
+	args, _ := c["args"].([]any)
+	for _, want := range []string{"-mesh-provider=kubernetes", "-metrics-server=http://flagger-prometheus:9090"} {
+		if !slices.Contains(args, any(want)) {
+			t.Errorf("flagger args %v lack %s", args, want)
+		}
+	}
+	for _, probe := range []string{"livenessProbe", "readinessProbe"} {
+		if p, _ := c[probe].(map[string]any); p["httpGet"] == nil || p["exec"] != nil {
+			t.Errorf("flagger %s %v: want httpGet only", probe, p)
+		}
+	}
+
+	p := find(objs, "Deployment", "flagger-prometheus")
+	if p == nil {
+		t.Fatal("no Deployment flagger-prometheus")
+	}
+	pc := container0(t, p)
+	if pc["image"] != localImage("prometheus") || pc["imagePullPolicy"] != "IfNotPresent" {
+		t.Errorf("prometheus: image %v policy %v", pc["image"], pc["imagePullPolicy"])
+	}
+	if pargs, _ := pc["args"].([]any); !slices.Equal(pargs, []any{"--config.file=/etc/prometheus/prometheus.yml",
+		"--storage.tsdb.path=/prometheus/data"}) {
+		t.Errorf("prometheus args %v", pargs)
+	}
+	// The Deployment mounts the ConfigMap that holds our prometheus.yml (generated, hashed name).
+	vols, _, _ := unstructured.NestedSlice(p.Object, "spec", "template", "spec", "volumes")
+	var cmName string
+	for _, v := range vols {
+		if cm, ok := v.(map[string]any)["configMap"].(map[string]any); ok {
+			cmName, _ = cm["name"].(string)
+		}
+	}
+	cm := find(objs, "ConfigMap", cmName)
+	if cm == nil {
+		t.Fatalf("the Prometheus Deployment mounts ConfigMap %q, which is not rendered", cmName)
+	}
+	want, err := FlaggerPrometheusConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _, _ := unstructured.NestedStringMap(cm.Object, "data")
+	if data["prometheus.yml"] != string(want) {
+		t.Errorf("ConfigMap %s prometheus.yml is not FlaggerPrometheusConfig:\n%s", cmName, data["prometheus.yml"])
+	}
+	svc := find(objs, "Service", "flagger-prometheus")
+	if svc == nil || "http://flagger-prometheus."+svc.GetNamespace()+":9090" != FlaggerPrometheusURL {
+		t.Errorf("Service flagger-prometheus %v does not answer at %s", svc, FlaggerPrometheusURL)
+	}
+
+	kinds := []string{"flagger.app/v1beta1 Canary", "flagger.app/v1beta1 MetricTemplate"}
+	kinds = append(kinds, repoKinds(t, []string{"flagger.app"}, "mesh/metric-templates.yaml", "kustomize/components/canary")...)
+	for _, k := range kinds {
+		av, kind, _ := strings.Cut(k, " ")
+		if !crdServes(objs, av, kind) {
+			t.Errorf("no CRD serves %s", k)
+		}
+	}
+}
+
+// promtool (when built: TestBuildCD in build) checks the scrape configuration.
+func TestFlaggerPrometheusConfigIsValid(t *testing.T) {
+	cache, err := build.CacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := build.FindCD("prometheus")
+	promtool := filepath.Join(cache, "bin", c.Name+"-"+c.Version, "promtool")
+	if _, err := os.Stat(promtool); err != nil {
+		t.Skipf("promtool not built (%v): TXMESH_BUILD_CD=1 go test -run 'TestBuildCD/^prometheus$' ./build", err)
+	}
+	cfg, err := FlaggerPrometheusConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "prometheus.yml")
+	if err := os.WriteFile(f, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(promtool, "check", "config", "--syntax-only", f).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check config: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
+
+func TestFlaggerLoadtesterRendersTester(t *testing.T) {
+	img := "txmesh.local/flagger-loadtester:" + build.FlaggerLoadtesterVersion
+	objs, err := FlaggerLoadtester(cdModuleDir(t, "flagger"), img, "loadtester")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := find(objs, "Deployment", "flagger-loadtester")
+	if d == nil || d.GetNamespace() != "loadtester" {
+		t.Fatal("no Deployment flagger-loadtester in loadtester")
+	}
+	c := container0(t, d)
+	if c["image"] != img || c["imagePullPolicy"] != "IfNotPresent" {
+		t.Errorf("loadtester: image %v policy %v", c["image"], c["imagePullPolicy"])
+	}
+	if cmd, _ := c["command"].([]any); len(cmd) == 0 || cmd[0] != "./loadtester" {
+		t.Errorf("loadtester command %v: the image puts the binary at /loadtester for ./loadtester", cmd)
+	}
+	if s := find(objs, "Service", "flagger-loadtester"); s == nil || s.GetNamespace() != "loadtester" {
+		t.Error("no Service flagger-loadtester in loadtester")
+	}
+}
