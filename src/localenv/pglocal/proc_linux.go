@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // sysProcAttr runs a server binary as cred, in its own process group, and kills it if the caller dies, so
@@ -16,9 +17,19 @@ func sysProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
 
 // killGroup kills the backends a SIGKILLed postmaster leaves behind (they exit by themselves once they notice,
 // but a new postmaster on the same data directory must not meet them).
+// It waits (up to 10 s) until they are gone: a process killed but not yet exited still holds the shared
+// memory a new postmaster refuses to start beside.
 func killGroup(_ *syscall.Credential, dataDir string) {
-	for _, pid := range serverProcesses(dataDir) {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids := serverProcesses(dataDir)
+		if len(pids) == 0 || time.Now().After(deadline) {
+			return
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
