@@ -160,10 +160,17 @@ func TestDatabaseFailsMidBatch(t *testing.T) {
 		rep, _, err := b.postBatch(t, batch)
 		done <- result{rep, err}
 	}()
+	// Watched from another connection: inside the locker's transaction pg_stat_activity would stay the
+	// snapshot of its first read.
+	watch, err := pgx.Connect(ctx, srv.DSN("bank"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close(ctx)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var waiting int
-		if err := locker.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		if err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 WHERE wait_event_type = 'Lock' AND query LIKE '%unnest%'`).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
