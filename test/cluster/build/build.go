@@ -67,7 +67,7 @@ func kubernetes() Component {
 	}
 	return Component{Name: "kubernetes", Module: "k8s.io/kubernetes", Version: KubernetesVersion, Packages: pkgs,
 		GoLine: "1.23.0", GoDebug: []string{"default=go1.23"}, Replace: rep, Ldflags: strings.Join(ld, " "),
-		Expect: 25 * time.Minute}
+		Expect: 10 * time.Minute}
 }
 
 // Pinned versions of the add-ons (CloudNativePG matches what kustomize/ and flux/ pin).
