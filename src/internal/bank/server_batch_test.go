@@ -13,7 +13,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -231,5 +233,38 @@ bank_batch_items_total{code="413"} 0
 				t.Fatalf("bank_batch_size: %d batches, %v items; want 2, 6", h.GetSampleCount(), h.GetSampleSum())
 			}
 		}
+	}
+}
+
+// TestBatchAnswerEncodesAsEncodingJSON: the hand-written batch answer is byte for byte what encoding/json
+// (gin's c.JSON) writes for the same items — results with every precision of processed_at, the zero time,
+// another zone, every status and reason, and error bodies with and without fields.
+func TestBatchAnswerEncodesAsEncodingJSON(t *testing.T) {
+	var items []batchItem
+	base := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for i, d := range []time.Duration{0, 1, 10, 123456789, time.Microsecond, 120 * time.Millisecond, 999999999} {
+		st, reason := payment.StatusApproved, payment.ReasonNone
+		if i%2 == 1 {
+			st, reason = payment.StatusDeclined, []payment.Reason{payment.ReasonInsufficientFunds,
+				payment.ReasonUnknownAccount, payment.ReasonCurrencyMismatch}[i%3]
+		}
+		items = append(items, batchItem{Status: 201 - i%2, Body: payment.Result{ID: uuid.New(), Status: st,
+			Reason: reason, ProcessedAt: base.Add(d)}})
+	}
+	items = append(items,
+		batchItem{Status: 200, Body: payment.Result{ID: uuid.New(), Status: payment.StatusApproved}},
+		batchItem{Status: 200, Body: payment.Result{ID: uuid.New(), Status: payment.StatusApproved,
+			ProcessedAt: base.In(time.FixedZone("x", 3600))}},
+		batchItem{Status: 409, Body: web.ErrorBody(payment.CodeIdempotencyConflict, "a <conflict> & more", nil)},
+		batchItem{Status: 400, Body: web.ErrorBody(payment.CodeInvalidRequest, "invalid fields",
+			map[string]string{"amount": "must be between 1 and 1000000000", "id": "is required"})})
+	want, err := json.Marshal(struct {
+		Results []batchItem `json:"results"`
+	}{items})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := appendBatchAnswer(nil, items); !bytes.Equal(got, want) {
+		t.Fatalf("hand-written:\n%s\nencoding/json:\n%s", got, want)
 	}
 }

@@ -43,9 +43,33 @@ func DecodeBatch(r io.Reader) ([]json.RawMessage, error) {
 	if !ok || string(raw) == "null" {
 		return nil, &ValidationError{Message: "invalid fields", Fields: map[string]string{"transactions": "is required"}}
 	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil || len(items) == 0 || len(items) > MaxBatchItems {
+	items, ok := splitArray(raw, MaxBatchItems)
+	if !ok || len(items) == 0 {
 		return nil, &ValidationError{Message: "invalid fields", Fields: map[string]string{"transactions": msg}}
 	}
 	return items, nil
+}
+
+// splitArray slices the elements out of raw, a valid JSON value (DecodeObject validated the whole body),
+// without decoding them again; ok is false when raw is not an array or holds more than maxItems elements.
+func splitArray(raw json.RawMessage, maxItems int) ([]json.RawMessage, bool) {
+	if len(raw) == 0 || raw[0] != '[' {
+		return nil, false
+	}
+	items := make([]json.RawMessage, 0, 16)
+	i := skipSpace(raw, 1)
+	if raw[i] == ']' {
+		return items, true
+	}
+	for {
+		end := valueEnd(raw, i)
+		if len(items) == maxItems {
+			return nil, false
+		}
+		items = append(items, raw[i:end:end])
+		if i = skipSpace(raw, end); raw[i] == ']' {
+			return items, true
+		}
+		i = skipSpace(raw, i+1) // past the comma
+	}
 }

@@ -76,7 +76,12 @@ func scanObject(data []byte, allowed []string) (map[string]json.RawMessage, bool
 	if !json.Valid(data) {
 		return nil, false
 	}
-	// From here on data is one valid JSON value with optional surrounding whitespace.
+	return scanValid(data, allowed)
+}
+
+// scanValid is scanObject for data known to be one valid JSON value with optional surrounding whitespace
+// (an element of a batch DecodeBatch accepted: validated once, with the whole body).
+func scanValid(data []byte, allowed []string) (map[string]json.RawMessage, bool) {
 	i := skipSpace(data, 0)
 	if data[i] != '{' {
 		return nil, false
@@ -351,12 +356,32 @@ func validTime(t time.Time) bool {
 	return !t.Before(minTime) && !t.After(maxTime)
 }
 
+// transactionFields are the members of a transaction's JSON.
+var transactionFields = []string{"id", "store_id", "account_id", "amount", "currency", "created_at"}
+
 // DecodeTransaction reads and validates a transaction as POST /v1/transactions receives it.
 func DecodeTransaction(r io.Reader) (Transaction, error) {
-	members, err := DecodeObject(r, "id", "store_id", "account_id", "amount", "currency", "created_at")
+	members, err := DecodeObject(r, transactionFields...)
 	if err != nil {
 		return Transaction{}, err
 	}
+	return transactionFrom(members)
+}
+
+// DecodeBatchTransaction decodes one element of a batch that DecodeBatch returned (so valid JSON, which it
+// does not check again): the transaction, or the very error DecodeTransaction returns for the same bytes.
+func DecodeBatchTransaction(raw json.RawMessage) (Transaction, error) {
+	members, ok := scanValid(raw, transactionFields)
+	if !ok {
+		var err error
+		if members, err = decodeObject(raw, transactionFields); err != nil {
+			return Transaction{}, err
+		}
+	}
+	return transactionFrom(members)
+}
+
+func transactionFrom(members map[string]json.RawMessage) (Transaction, error) {
 	fields := Fields{}
 	tx := Transaction{
 		ID:        ParseID(members, fields, "id"),

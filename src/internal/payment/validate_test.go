@@ -159,6 +159,12 @@ func FuzzDecodeTransaction(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		tx, err := payment.DecodeTransaction(bytes.NewReader(body))
+		if json.Valid(body) { // as an element of a batch: the same answer
+			btx, berr := payment.DecodeBatchTransaction(body)
+			if btx != tx || (err == nil) != (berr == nil) || (err != nil && err.Error() != berr.Error()) {
+				t.Fatalf("%q: DecodeTransaction %+v, %v; DecodeBatchTransaction %+v, %v", body, tx, err, btx, berr)
+			}
+		}
 		if err != nil {
 			var verr *payment.ValidationError
 			if !errors.As(err, &verr) {
@@ -228,6 +234,39 @@ func FuzzPlainString(f *testing.F) {
 		var want string
 		if err := json.Unmarshal(raw, &want); err != nil || got != want {
 			t.Fatalf("%q: fast %q, json.Unmarshal %q (%v)", raw, got, want, err)
+		}
+	})
+}
+
+// FuzzDecodeBatch proves DecodeBatch slices out the very elements encoding/json finds in the array, and
+// accepts exactly the envelopes holding 1-MaxBatchItems of them.
+func FuzzDecodeBatch(f *testing.F) {
+	f.Add([]byte(`{"transactions":[` + validBody + `, 1 ,"x]",[{"a":"]"}],null, {}]}`))
+	f.Add([]byte(`{"transactions":[]}`))
+	f.Add([]byte(`{"transactions":[ ]}`))
+	f.Add([]byte(`{"transactions":{}}`))
+	f.Add([]byte(`{"transactions":"[1]"}`))
+	f.Add([]byte(`{"transactions":[1],"x":2}`))
+	f.Add([]byte(`[1]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		items, err := payment.DecodeBatch(bytes.NewReader(body))
+		var env struct {
+			Transactions []json.RawMessage `json:"transactions"`
+		}
+		var verr *payment.ValidationError
+		switch {
+		case err != nil && !errors.As(err, &verr):
+			t.Fatalf("rejection is not a ValidationError: %T %v", err, err)
+		case err != nil:
+			return
+		case json.Unmarshal(body, &env) != nil || len(env.Transactions) != len(items) ||
+			len(items) < 1 || len(items) > payment.MaxBatchItems:
+			t.Fatalf("%q: accepted %d items, encoding/json finds %d", body, len(items), len(env.Transactions))
+		}
+		for i := range items {
+			if !bytes.Equal(items[i], env.Transactions[i]) {
+				t.Fatalf("%q: item %d is %q, encoding/json says %q", body, i, items[i], env.Transactions[i])
+			}
 		}
 	})
 }
