@@ -58,18 +58,6 @@ test-manifests: ## render and validate every Kubernetes/Istio/Flux/Flagger/CNPG 
 	@if [ -f test/manifests/go.mod ]; then cd test/manifests && $(GO) test -count=1 -timeout 15m ./...; \
 	else echo "test/manifests not present yet"; fi
 
-.PHONY: lab
-lab: ## HA lab: faults + kill -9 of the bank-db primary, sync standby vs negative control (LAB_DURATION, LAB_SEED, LAB_RATE, LAB_ARGS)
-	CGO_ENABLED=0 $(GO) build -o bin/ $(addprefix ./src/cmd/,$(COMMANDS)) ./test/lab/cmd/lab
-	./bin/lab -duration $(LAB_DURATION) -seed $(LAB_SEED) -rate $(LAB_RATE) $(LAB_ARGS)
-
-.PHONY: bench
-bench: ## benchmark: pgbench with the Bank's SQL vs the Bank, outbox drain, end to end (BENCH_ARGS; not part of make test)
-	$(GO) run ./test/bench $(BENCH_ARGS)
-
-.PHONY: capacity
-capacity: ## the capacity model of docs/scaling.md: its table from the measured inputs (CAPACITY_ARGS='-db-vcpu 32 ...'; -h lists them)
-	$(GO) run ./test/capacity $(CAPACITY_ARGS)
 # The throwaway cluster (test/cluster, its own module): Kubernetes, CoreDNS, CloudNativePG and
 # local-path-provisioner built from the module proxy, cached by version in ~/.cache/txmesh/cluster.
 CLUSTER_GO := cd test/cluster && $(GO)
@@ -87,19 +75,14 @@ e2e: ## the cluster suite: harness tests, then every scenario under load, audite
 	$(CLUSTER_GO) test -count=1 -timeout 20m ./...
 	$(CLUSTER_GO) run ./cmd/e2e -repo $(CURDIR) $(E2E_ARGS)
 
+.PHONY: lab
+lab: ## HA lab: faults + kill -9 of the bank-db primary, sync standby vs negative control (LAB_DURATION, LAB_SEED, LAB_RATE, LAB_ARGS)
+	CGO_ENABLED=0 $(GO) build -o bin/ $(addprefix ./src/cmd/,$(COMMANDS)) ./test/lab/cmd/lab
+	./bin/lab -duration $(LAB_DURATION) -seed $(LAB_SEED) -rate $(LAB_RATE) $(LAB_ARGS)
 
-.PHONY: fuzz
-fuzz: ## explore the request decoder with the fuzzer (FUZZTIME=60s)
-	$(GO) test -run '^$$' -fuzz FuzzDecodeTransaction -fuzztime $(FUZZTIME) ./src/internal/payment/
-
-.PHONY: lint
-lint: $(GOLANGCI_LINT) $(ACTIONLINT) ## gofmt, go vet, golangci-lint (pinned), actionlint, shellcheck
-	@out=$$(gofmt -l src); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
-	$(GOLANGCI_LINT) run ./...
-	@if [ -f test/manifests/go.mod ]; then cd test/manifests && $(GO) vet ./... && $(GOLANGCI_LINT) run ./...; fi
-	$(ACTIONLINT) .github/workflows/*.yml
-	shellcheck .ci/run
+.PHONY: bench
+bench: ## benchmark: pgbench with the Bank's SQL vs the Bank, outbox drain, end to end (BENCH_ARGS; not part of make test)
+	$(GO) run ./test/bench $(BENCH_ARGS)
 
 .PHONY: vuln
 vuln: $(GOVULNCHECK) $(if $(filter file://$(VULNDB_DIR),$(VULN_DB)),$(VULNDB_DIR)/index/db.json) ## govulncheck (pinned) on the shipped commands: fails on any reachable known vulnerability (offline database from golang.org/x/vulndb; VULN_DB= for the live one)
@@ -114,6 +97,25 @@ $(VULNDB_DIR)/index/db.json: | $(INDEXDB)
 	  rm -rf $(VULNDB_DIR).tmp && $(INDEXDB) -vulns "$$src/data/osv" -out $(VULNDB_DIR).tmp && \
 	  rm -rf $(VULNDB_DIR) && mv $(VULNDB_DIR).tmp $(VULNDB_DIR)
 	@echo "vulnerability database: $$(ls $(VULNDB_DIR)/ID/*.json | wc -l) entries from golang.org/x/vulndb@$(VULNDB_VER)"
+
+.PHONY: capacity
+capacity: ## the capacity model of docs/scaling.md: its table from the measured inputs (CAPACITY_ARGS='-db-vcpu 32 ...'; -h lists them)
+	$(GO) run ./test/capacity $(CAPACITY_ARGS)
+
+.PHONY: fuzz
+fuzz: ## explore the request decoder with the fuzzer (FUZZTIME=60s)
+	$(GO) test -run '^$$' -fuzz FuzzDecodeTransaction -fuzztime $(FUZZTIME) ./src/internal/payment/
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) $(ACTIONLINT) ## gofmt, go vet, golangci-lint (pinned), actionlint, shellcheck
+	@out=$$(gofmt -l src); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GOLANGCI_LINT) run ./...
+	@if [ -f test/manifests/go.mod ]; then cd test/manifests && $(GO) vet ./... && $(GOLANGCI_LINT) run ./...; fi
+	@out=$$(gofmt -l test/cluster); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	cd test/cluster && $(GO) vet ./... && $(GOLANGCI_LINT) run ./...
+	$(ACTIONLINT) .github/workflows/*.yml
+	shellcheck .ci/run
 
 .PHONY: build
 build: ## static binaries in bin/ (CGO_ENABLED=0)
@@ -140,5 +142,3 @@ $(INDEXDB):
 
 $(ACTIONLINT):
 	GOBIN=$(dir $@) $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VER)
-	@out=$$(gofmt -l test/cluster); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	cd test/cluster && $(GO) vet ./... && $(GOLANGCI_LINT) run ./...
