@@ -2,7 +2,6 @@ package bank
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/txmesh/txmesh/src/internal/payment"
@@ -251,7 +249,7 @@ func appendBatchAnswer(b []byte, items []batchItem) []byte {
 		b = append(b, `,"body":`...)
 		if res, ok := it.Body.(payment.Result); ok {
 			b = append(b, `{"id":"`...)
-			b = appendUUID(b, res.ID)
+			b = payment.AppendUUID(b, res.ID)
 			b = append(b, `","status":"`...)
 			b = append(b, res.Status...)
 			b = append(b, `","reason":"`...)
@@ -269,21 +267,6 @@ func appendBatchAnswer(b []byte, items []batchItem) []byte {
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
-}
-
-// appendUUID appends id's canonical text form.
-func appendUUID(b []byte, id uuid.UUID) []byte {
-	var s [36]byte
-	hex.Encode(s[0:8], id[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], id[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], id[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], id[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], id[10:])
-	return append(b, s[:]...)
 }
 
 // itemError is the answer to one item of a batch that failed on its own (bad input, a conflict): what fail

@@ -124,7 +124,7 @@ type Answer struct {
 // no batch endpoint); transport failures and unreadable answers are returned wrapped. Each id is its own
 // idempotency key: resending a batch, or any of its transactions, is safe.
 func (c *Client) SubmitBatch(ctx context.Context, txs []payment.Transaction) ([]Answer, error) {
-	body, err := json.Marshal(payment.BatchRequest{Transactions: txs})
+	body, err := payment.AppendBatchRequest(make([]byte, 0, 24+200*len(txs)), txs)
 	if err != nil {
 		return nil, fmt.Errorf("encode batch: %w", err)
 	}
@@ -145,17 +145,17 @@ func (c *Client) SubmitBatch(ctx context.Context, txs []payment.Transaction) ([]
 	if resp.StatusCode != http.StatusOK {
 		return nil, answerError(resp, data)
 	}
-	var br payment.BatchResponse
-	if err := json.Unmarshal(data, &br); err != nil || len(br.Results) != len(txs) {
+	results, err := payment.DecodeBatchResponse(data)
+	if err != nil || len(results) != len(txs) {
 		return nil, fmt.Errorf("bank answered 200 with an unreadable batch answer for %d (%s, …): %q", len(txs),
 			txs[0].ID, truncate(data))
 	}
 	out := make([]Answer, len(txs))
-	for i, it := range br.Results {
+	for i, it := range results {
 		switch it.Status {
 		case http.StatusOK, http.StatusCreated:
-			var res payment.Result
-			if err := json.Unmarshal(it.Body, &res); err != nil || res.ID != txs[i].ID {
+			res, err := payment.DecodeResult(it.Body)
+			if err != nil || res.ID != txs[i].ID {
 				out[i].Err = fmt.Errorf("bank answered %d with an unreadable result for %s: %q", it.Status,
 					txs[i].ID, truncate(it.Body))
 				continue

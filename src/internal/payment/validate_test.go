@@ -270,3 +270,41 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 	})
 }
+
+// FuzzBatchWire proves the relay's hand-written batch wire format equal to encoding/json's: the request
+// AppendBatchRequest writes for decoded transactions, and what DecodeBatchResponse and DecodeResult make of
+// any answer.
+func FuzzBatchWire(f *testing.F) {
+	f.Add([]byte(validBody), []byte(`{"results":[{"status":201,"body":{"id":"6f1c9a8e-2b9d-4e35-9a53-0c8a1f0e7b11","status":"approved","reason":"","processed_at":"2026-11-25T10:00:00.123456Z"}},{"status":409,"body":{"error":{"code":"x","message":"y"}}}]}`))
+	f.Add([]byte(`{}`), []byte(`{"results":[{"status":201.0,"body":{}}]}`))
+	f.Add([]byte(`{}`), []byte(`{"results":[{"body":{"ID":"6f1c9a8e-2b9d-4e35-9a53-0c8a1f0e7b11"},"status":1}],"x":[]}`))
+	f.Add([]byte(`{}`), []byte(`{"id":"{6f1c9a8e-2b9d-4e35-9a53-0c8a1f0e7b11}","status":"a","reason":"b","processed_at":"2026-11-25T10:00:00+01:00"}`))
+	f.Fuzz(func(t *testing.T, body, answer []byte) {
+		if tx, err := payment.DecodeTransaction(bytes.NewReader(body)); err == nil {
+			got, err := payment.AppendBatchRequest(nil, []payment.Transaction{tx, tx})
+			want, werr := json.Marshal(payment.BatchRequest{Transactions: []payment.Transaction{tx, tx}})
+			if err != nil || werr != nil || !bytes.Equal(got, want) {
+				t.Fatalf("request for %+v:\n%s (%v)\nencoding/json:\n%s (%v)", tx, got, err, want, werr)
+			}
+		}
+		items, err := payment.DecodeBatchResponse(answer)
+		var resp payment.BatchResponse
+		werr := json.Unmarshal(answer, &resp)
+		if (err == nil) != (werr == nil) || (err == nil && len(items) != len(resp.Results)) {
+			t.Fatalf("%q: %d items, %v; encoding/json %d, %v", answer, len(items), err, len(resp.Results), werr)
+		}
+		for i := range items {
+			if items[i].Status != resp.Results[i].Status || !bytes.Equal(items[i].Body, resp.Results[i].Body) {
+				t.Fatalf("%q: item %d %+v, encoding/json %+v", answer, i, items[i], resp.Results[i])
+			}
+		}
+		res, err := payment.DecodeResult(answer)
+		var wres payment.Result
+		werr = json.Unmarshal(answer, &wres)
+		if (err == nil) != (werr == nil) || (err == nil && (res.ID != wres.ID || res.Status != wres.Status ||
+			res.Reason != wres.Reason || !res.ProcessedAt.Equal(wres.ProcessedAt) ||
+			res.ProcessedAt.Location().String() != wres.ProcessedAt.Location().String())) {
+			t.Fatalf("%q: %+v, %v; encoding/json %+v, %v", answer, res, err, wres, werr)
+		}
+	})
+}
