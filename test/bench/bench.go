@@ -17,15 +17,16 @@ import (
 )
 
 type bench struct {
-	cfg     Config
-	out     io.Writer
-	dir     string
-	bin     string
-	root    string // the module's root directory
-	bankSQL string // the Bank's per-transaction statement, from its source
-	certs   certFiles
-	tlsCli  *http.Client // verifies the Bank, presents the client certificate
-	store   bool         // the Store command exists
+	cfg      Config
+	out      io.Writer
+	dir      string
+	bin      string
+	root     string // the module's root directory
+	bankSQL  string // the Bank's per-transaction statement, from its source
+	batchSQL string // the Bank's batch statement, from its source
+	certs    certFiles
+	tlsCli   *http.Client // verifies the Bank, presents the client certificate
+	store    bool         // the Store command exists
 }
 
 func newBench(ctx context.Context, cfg Config, out io.Writer) (*bench, error) {
@@ -44,6 +45,10 @@ func newBench(ctx context.Context, cfg Config, out io.Writer) (*bench, error) {
 		return nil, err
 	}
 	if b.bankSQL, err = bankSQL(b.root); err != nil {
+		b.close()
+		return nil, err
+	}
+	if b.batchSQL, err = bankBatchSQL(b.root); err != nil {
 		b.close()
 		return nil, err
 	}
@@ -113,7 +118,7 @@ type Host struct {
 	ForeignCoresMax float64 `json:"foreign_cores_max"`
 }
 
-// Target is one goal of issue 6 and whether the run met it.
+// Target is one goal of issues 6 and 14 and whether the run met it.
 type Target struct {
 	Name  string  `json:"name"`
 	Value float64 `json:"value"`
@@ -178,7 +183,8 @@ type Measure struct {
 	Contender    string   `json:"contender"`
 	Round        int      `json:"round"`
 	Seconds      float64  `json:"seconds"`
-	Transactions int      `json:"transactions"`
+	Transactions int      `json:"transactions"`    // for batched contenders, every transaction of every batch
+	Batch        int      `json:"batch,omitempty"` // transactions per statement or request (batched contenders)
 	Errors       int      `json:"errors"`
 	ErrorSamples []string `json:"error_samples,omitempty"`
 	TPS          float64  `json:"tps"`
@@ -245,14 +251,25 @@ type IngestResult struct {
 	Rounds   []Measure `json:"rounds"`
 	Pgbench  Summary   `json:"pgbench"`
 	Bank     Summary   `json:"bank"`
+	// PgbenchBatch runs the Bank's batch statement, BankBatch the Bank's batch endpoint, both with -batch
+	// transactions per statement/request and -batch-clients clients (tps counts transactions).
+	PgbenchBatch *Summary `json:"pgbench_batch,omitempty"`
+	BankBatch    *Summary `json:"bank_batch,omitempty"`
 	// Ratio is the median over rounds of bank tps / pgbench tps (each round pairs neighbouring windows).
 	Ratio       float64   `json:"bank_over_pgbench"`
 	RoundRatios []float64 `json:"round_ratios"`
 	// CPURatio is pgbench's CPU per transaction over the Bank's (medians; everything that takes part:
 	// PostgreSQL, the service, the client): the ratio the throughputs tend to on a saturated machine, a
 	// cross-check that other processes' varying load does not move much.
-	CPURatio   float64 `json:"cpu_ratio"`
-	BankRSSMiB float64 `json:"bank_peak_rss_mib"`
+	CPURatio float64 `json:"cpu_ratio"`
+	// BatchRatio is the median over rounds of bank-batch tps / pgbench-batch tps; BatchOverPgbench of
+	// bank-batch tps / pgbench (single statement) tps, both windows of the same round.
+	BatchRatio            float64   `json:"bank_batch_over_pgbench_batch,omitempty"`
+	BatchRoundRatios      []float64 `json:"batch_round_ratios,omitempty"`
+	BatchCPURatio         float64   `json:"batch_cpu_ratio,omitempty"`
+	BatchOverPgbench      float64   `json:"bank_batch_over_pgbench,omitempty"`
+	BatchOverPgbenchRound []float64 `json:"bank_batch_over_pgbench_rounds,omitempty"`
+	BankRSSMiB            float64   `json:"bank_peak_rss_mib"`
 	// NoisyRounds counts rounds kept although other processes used more than -max-foreign cores in them
 	// (after -retries attempts).
 	NoisyRounds int `json:"noisy_rounds"`
@@ -362,6 +379,29 @@ func (b *bench) bankJobs(url string) (jobs []func(context.Context) error, closeA
 	}
 }
 
+// bankBatchJobs returns the batched load generator's requests, one function per worker (-batch-clients):
+// each sends a batch of -batch new transactions, which must all come back 201 approved.
+func (b *bench) bankBatchJobs(url string) (jobs []func(context.Context) error, closeAll func()) {
+	var lean []*leanClient
+	for range b.cfg.BatchClients {
+		c := newLeanClient(url, b.certs)
+		lean = append(lean, c)
+		batch := make([]txBody, b.cfg.BatchSize)
+		jobs = append(jobs, func(ctx context.Context) error {
+			for i := range batch {
+				batch[i] = txBody{ID: newUUID(), StoreID: "bench", AccountID: strconv.Itoa(rand.IntN(b.cfg.Accounts) + 1),
+					Amount: rand.Int64N(100) + 1, Currency: "EUR", CreatedAt: time.Now().UTC()}
+			}
+			return c.submitBatch(ctx, batch)
+		})
+	}
+	return jobs, func() {
+		for _, c := range lean {
+			c.close()
+		}
+	}
+}
+
 func (b *bench) ingest(ctx context.Context, topo string) (*IngestResult, error) {
 	b.logf("ingestion on %s: starting PostgreSQL", topologyLabel(topo))
 	cl, err := startCluster(ctx, b.dir, topo, b.cfg.Fsync, b.cfg.PgStats)
@@ -381,64 +421,86 @@ func (b *bench) ingest(ctx context.Context, topo string) (*IngestResult, error) 
 	defer bank.stop()
 	res := &IngestResult{Topology: topo, Label: topologyLabel(topo)}
 	for round := 1; round <= b.cfg.Rounds; round++ {
-		var best []Measure
+		var best map[string]Measure
 		for attempt := 0; attempt <= b.cfg.Retries; attempt++ {
-			pair, err := b.ingestRound(ctx, cl, db, round, url, bank)
+			got, err := b.ingestRound(ctx, cl, db, round, url, bank)
 			if err != nil {
 				return nil, err
 			}
-			if best == nil || noise(pair) < noise(best) {
-				best = pair
+			if best == nil || noise(got) < noise(best) {
+				best = got
 			}
-			if noise(pair) <= b.cfg.MaxForeign {
+			if noise(got) <= b.cfg.MaxForeign {
 				break
 			}
 			if attempt < b.cfg.Retries {
-				b.logf("  round %d: other processes used %.2f cores (> %.2f): running it again", round, noise(pair),
+				b.logf("  round %d: other processes used %.2f cores (> %.2f): running it again", round, noise(got),
 					b.cfg.MaxForeign)
 			}
 		}
 		if noise(best) > b.cfg.MaxForeign {
 			res.NoisyRounds++
 		}
-		res.Rounds = append(res.Rounds, best...)
-		res.RoundRatios = append(res.RoundRatios, best[1].TPS/best[0].TPS)
-	}
-	var pg, bk []Measure
-	for _, m := range res.Rounds {
-		if m.Contender == "pgbench" {
-			pg = append(pg, m)
-		} else {
-			bk = append(bk, m)
+		for _, who := range contenders(b.cfg) {
+			res.Rounds = append(res.Rounds, best[who])
+		}
+		res.RoundRatios = append(res.RoundRatios, best["bank"].TPS/best["pgbench"].TPS)
+		if b.cfg.BatchSize > 0 {
+			res.BatchRoundRatios = append(res.BatchRoundRatios, best["bank-batch"].TPS/best["pgbench-batch"].TPS)
+			res.BatchOverPgbenchRound = append(res.BatchOverPgbenchRound, best["bank-batch"].TPS/best["pgbench"].TPS)
 		}
 	}
-	res.Pgbench, res.Bank = summary(pg), summary(bk)
+	by := map[string][]Measure{}
+	for _, m := range res.Rounds {
+		by[m.Contender] = append(by[m.Contender], m)
+	}
+	res.Pgbench, res.Bank = summary(by["pgbench"]), summary(by["bank"])
 	res.Ratio = median(res.RoundRatios)
 	if res.Bank.CPUPer1k.Total > 0 {
 		res.CPURatio = res.Pgbench.CPUPer1k.Total / res.Bank.CPUPer1k.Total
+	}
+	if b.cfg.BatchSize > 0 {
+		pb, bb := summary(by["pgbench-batch"]), summary(by["bank-batch"])
+		res.PgbenchBatch, res.BankBatch = &pb, &bb
+		res.BatchRatio, res.BatchOverPgbench = median(res.BatchRoundRatios), median(res.BatchOverPgbenchRound)
+		if bb.CPUPer1k.Total > 0 {
+			res.BatchCPURatio = pb.CPUPer1k.Total / bb.CPUPer1k.Total
+		}
 	}
 	if res.BankRSSMiB, err = peakRSS(bank.pid()); err != nil {
 		return nil, err
 	}
 	b.logf("  bank/pgbench = %.2f (rounds %v; CPU ratio %.2f), bank peak RSS %.1f MiB", res.Ratio,
 		fmtRatios(res.RoundRatios), res.CPURatio, res.BankRSSMiB)
+	if b.cfg.BatchSize > 0 {
+		b.logf("  batches of %d: bank-batch/pgbench-batch = %.2f (rounds %v; CPU ratio %.2f), bank-batch/pgbench = %.2f",
+			b.cfg.BatchSize, res.BatchRatio, fmtRatios(res.BatchRoundRatios), res.BatchCPURatio, res.BatchOverPgbench)
+	}
 	return res, nil
 }
 
+// contenders of the ingestion rounds, in the order odd rounds run them (even rounds reverse it).
+func contenders(cfg Config) []string {
+	if cfg.BatchSize == 0 {
+		return []string{"pgbench", "bank"}
+	}
+	return []string{"pgbench", "bank", "bank-batch", "pgbench-batch"}
+}
+
 // noise is the most CPU other processes used during a round's windows, in cores.
-func noise(pair []Measure) float64 {
+func noise(round map[string]Measure) float64 {
 	n := 0.0
-	for _, m := range pair {
+	for _, m := range round {
 		n = max(n, m.ForeignCores)
 	}
 	return n
 }
 
-// ingestRound measures pgbench and the Bank once each, in the round's order (odd rounds pgbench first); it
-// returns them as [pgbench, bank].
+// ingestRound measures each contender once, in the round's order (odd rounds as contenders lists them,
+// even rounds reversed: ABBA), each after the database settled.
 func (b *bench) ingestRound(ctx context.Context, cl *cluster, db string, round int, url string,
-	bank *service) ([]Measure, error) {
-	order := []string{"pgbench", "bank"}
+	bank *service) (map[string]Measure, error) {
+	order := contenders(b.cfg)
 	if round%2 == 0 {
 		slices.Reverse(order)
 	}
@@ -449,11 +511,20 @@ func (b *bench) ingestRound(ctx context.Context, cl *cluster, db string, round i
 		}
 		var m Measure
 		var err error
-		if who == "pgbench" {
-			m, err = b.measurePgbench(ctx, cl, db)
-		} else {
+		switch who {
+		case "pgbench":
+			m, err = b.measurePgbench(ctx, cl, db, pgbenchScript(b.bankSQL, b.cfg.Accounts), b.cfg.Clients, 1)
+		case "pgbench-batch":
+			m, err = b.measurePgbench(ctx, cl, db, pgbenchBatchScript(b.batchSQL, b.cfg.Accounts, b.cfg.BatchSize),
+				b.cfg.BatchClients, b.cfg.BatchSize)
+		case "bank":
 			jobs, closeJobs := b.bankJobs(url)
-			m, err = b.measureGo(ctx, meter{clusters: []*cluster{cl}, services: []int{bank.pid()}}, jobs)
+			m, err = b.measureGo(ctx, meter{clusters: []*cluster{cl}, services: []int{bank.pid()}}, jobs, 1)
+			closeJobs()
+		case "bank-batch":
+			jobs, closeJobs := b.bankBatchJobs(url)
+			m, err = b.measureGo(ctx, meter{clusters: []*cluster{cl}, services: []int{bank.pid()}}, jobs,
+				b.cfg.BatchSize)
 			closeJobs()
 		}
 		if err != nil {
@@ -461,11 +532,11 @@ func (b *bench) ingestRound(ctx context.Context, cl *cluster, db string, round i
 		}
 		m.Contender, m.Round = who, round
 		got[who] = m
-		b.logf("  round %d %-8s %8.0f tx/s  p50 %6.2f ms  p99 %6.2f ms  cores: svc %.2f pg %.2f client %.2f "+
+		b.logf("  round %d %-13s %8.0f tx/s  p50 %6.2f ms  p99 %6.2f ms  cores: svc %.2f pg %.2f client %.2f "+
 			"other %.2f  errors %d", round, who, m.TPS, m.Latency.P50, m.Latency.P99, m.Cores.Service,
 			m.Cores.Postgres, m.Cores.Client, m.ForeignCores, m.Errors)
 	}
-	return []Measure{got["pgbench"], got["bank"]}, nil
+	return got, nil
 }
 
 func fmtRatios(v []float64) []string {
@@ -476,10 +547,12 @@ func fmtRatios(v []float64) []string {
 	return out
 }
 
-func (b *bench) measurePgbench(ctx context.Context, cl *cluster, db string) (Measure, error) {
+// measurePgbench runs script with clients for warmup + duration and measures the window; each statement
+// of the script is per transactions (a batch statement counts its transactions).
+func (b *bench) measurePgbench(ctx context.Context, cl *cluster, db, script string, clients, per int) (Measure, error) {
 	total := b.cfg.Warmup + b.cfg.Duration + 500*time.Millisecond
-	run, err := startPgbench(ctx, b.dir, pgbenchScript(b.bankSQL, b.cfg.Accounts), cl.primary.Port(), db,
-		b.cfg.Clients, b.cfg.PgbenchThreads, total, b.cfg.PgbenchArgs)
+	run, err := startPgbench(ctx, b.dir, script, cl.primary.Port(), db, clients, min(b.cfg.PgbenchThreads, clients),
+		total, b.cfg.PgbenchArgs)
 	if err != nil {
 		return Measure{}, err
 	}
@@ -496,14 +569,19 @@ func (b *bench) measurePgbench(ctx context.Context, cl *cluster, db string) (Mea
 		return Measure{}, err
 	}
 	var out Measure
-	out.fill(r0, r1, len(samples))
+	out.fill(r0, r1, len(samples)*per)
 	out.Latency = summarise(latencies(samples))
+	if per > 1 {
+		out.Batch = per
+	}
 	return out, nil
 }
 
 // measureGo runs the closed-loop Go load generator (one worker per job) for warmup + duration and measures
-// the window.
-func (b *bench) measureGo(ctx context.Context, m meter, jobs []func(context.Context) error) (Measure, error) {
+// the window; each job call is per transactions (a batch request counts its transactions), latency is per
+// call.
+func (b *bench) measureGo(ctx context.Context, m meter, jobs []func(context.Context) error, per int) (Measure,
+	error) {
 	start := time.Now()
 	until := start.Add(b.cfg.Warmup + b.cfg.Duration + 200*time.Millisecond)
 	type result struct {
@@ -522,9 +600,12 @@ func (b *bench) measureGo(ctx context.Context, m meter, jobs []func(context.Cont
 	res := <-done
 	in := window(res.obs, r0.at, r1.at)
 	var out Measure
-	out.fill(r0, r1, len(in))
+	out.fill(r0, r1, len(in)*per)
 	out.Latency = summarise(latencies(in))
 	out.Errors, out.ErrorSamples = res.errs.n, res.errs.first
+	if per > 1 {
+		out.Batch = per
+	}
 	if len(in) == 0 {
 		return out, fmt.Errorf("no request succeeded (%d errors: %v)", res.errs.n, res.errs.first)
 	}

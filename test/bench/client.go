@@ -214,7 +214,41 @@ func (c *leanClient) post(ctx context.Context, path, idemKey string, body []byte
 
 // submit posts one new transaction to the Bank; anything but 201 approved is an error.
 func (c *leanClient) submit(ctx context.Context, tx txBody) error {
-	b := make([]byte, 0, 192)
+	status, data, err := c.post(ctx, "/v1/transactions", tx.ID, appendTx(make([]byte, 0, 192), tx))
+	if err != nil {
+		return err
+	}
+	if status != http.StatusCreated || !bytes.Contains(data, []byte(`"status":"approved"`)) {
+		return fmt.Errorf("bank answered %d: %.200s", status, data)
+	}
+	return nil
+}
+
+// submitBatch posts new transactions in one batch to the Bank; anything but 200 with every item 201
+// approved is an error.
+func (c *leanClient) submitBatch(ctx context.Context, txs []txBody) error {
+	b := make([]byte, 0, 24+200*len(txs))
+	b = append(b, `{"transactions":[`...)
+	for i, tx := range txs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendTx(b, tx)
+	}
+	b = append(b, "]}"...)
+	status, data, err := c.post(ctx, "/v1/transactions/batch", "", b)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK || bytes.Count(data, []byte(`"status":201`)) != len(txs) ||
+		bytes.Count(data, []byte(`"status":"approved"`)) != len(txs) {
+		return fmt.Errorf("bank answered %d: %.200s", status, data)
+	}
+	return nil
+}
+
+// appendTx appends a transaction's JSON (payment.Transaction on the wire) to b.
+func appendTx(b []byte, tx txBody) []byte {
 	b = append(b, `{"id":"`...)
 	b = append(b, tx.ID...)
 	b = append(b, `","store_id":"`...)
@@ -227,15 +261,7 @@ func (c *leanClient) submit(ctx context.Context, tx txBody) error {
 	b = append(b, tx.Currency...)
 	b = append(b, `","created_at":"`...)
 	b = tx.CreatedAt.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `"}`...)
-	status, data, err := c.post(ctx, "/v1/transactions", tx.ID, b)
-	if err != nil {
-		return err
-	}
-	if status != http.StatusCreated || !bytes.Contains(data, []byte(`"status":"approved"`)) {
-		return fmt.Errorf("bank answered %d: %.200s", status, data)
-	}
-	return nil
+	return append(b, `"}`...)
 }
 
 // errShed is the Store's answer to a purchase beyond its HTTP_MAX_IN_FLIGHT: 503 overloaded with

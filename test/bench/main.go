@@ -2,10 +2,11 @@
 // in ONE run on throwaway PostgreSQL servers, as ratios.
 //
 //  1. limit: pgbench running exactly the Bank's statement (bank.ProcessSQL, same indexes, same isolation,
-//     unique ids, -M prepared) with the same number of clients;
-//  2. bank ingestion: a closed-loop Go load generator (the Store's bankclient, mTLS, unique ids) against the
-//     Bank process on the same database; (1) and (2) alternate, round after round, on a primary with a
-//     synchronous standby and on a single primary; medians are reported;
+//     unique ids, -M prepared) with the same number of clients, and the Bank's batch statement
+//     (processBatchSQL) with the batch size and clients of the batched Bank;
+//  2. bank ingestion: a closed-loop Go load generator (mTLS, unique ids) against the Bank process on the same
+//     database, one transaction per request and in batches; the four contenders alternate, round after
+//     round, on a primary with a synchronous standby and on a single primary; medians are reported;
 //  3. outbox drain: purchases accumulated in the Store while the Bank is down, then the Bank starts;
 //  4. end to end: purchases through the Store API at half the measured maximum, from the 202 to the Bank's
 //     commit (pg_xact_commit_timestamp of the Bank's row).
@@ -57,6 +58,9 @@ type Config struct {
 	E2ETopology    string        `json:"e2e_topology"`
 	E2ERate        float64       `json:"e2e_rate,omitempty"`
 	E2EMax         string        `json:"e2e_max"`
+	BatchSize      int           `json:"batch_size"`
+	BatchClients   int           `json:"batch_clients"`
+	RelayMode      string        `json:"relay_mode"`
 	Fsync          bool          `json:"fsync"`
 	PgbenchThreads int           `json:"pgbench_threads"`
 	Loadgen        string        `json:"loadgen"`
@@ -78,6 +82,9 @@ func parse(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&c.Clients, "clients", 32, "concurrent clients: pgbench -c, Go load generator workers, Bank DB_MAX_CONNS")
+	fs.IntVar(&c.BatchSize, "batch", 32, "transactions per batch: pgbench's batch statement, the batched Bank's requests, the relay's RELAY_BATCH_SIZE (0: no batched contenders)")
+	fs.IntVar(&c.BatchClients, "batch-clients", 8, "concurrent batches: pgbench -c of the batch statement, batched Bank workers, the relay's RELAY_CONCURRENCY in batch mode")
+	fs.StringVar(&c.RelayMode, "relay-mode", "batch", "the Store's RELAY_MODE in parts 3 and 4: batch (-batch per request, -batch-clients in flight) or single (-clients in flight)")
 	fs.DurationVar(&c.Duration, "duration", 15*time.Second, "measured window of each ingestion phase")
 	fs.DurationVar(&c.Warmup, "warmup", 3*time.Second, "unmeasured load before each window")
 	fs.IntVar(&c.Rounds, "rounds", 3, "rounds per topology; each runs pgbench and the Bank, alternating who goes first")
@@ -120,6 +127,13 @@ func parse(args []string, stderr io.Writer) (Config, error) {
 	}
 	if c.E2EMax != "system" && c.E2EMax != "bank" {
 		return c, fmt.Errorf("e2e-max %q: want system or bank", c.E2EMax)
+	}
+	if c.RelayMode != "batch" && c.RelayMode != "single" {
+		return c, fmt.Errorf("relay-mode %q: want batch or single", c.RelayMode)
+	}
+	if c.BatchSize < 0 || c.BatchSize > 256 || (c.BatchSize > 0 && c.BatchClients < 1) ||
+		(c.RelayMode == "batch" && c.BatchSize == 0) {
+		return c, fmt.Errorf("batch must be 0-256 (not 0 with relay-mode batch) and batch-clients >= 1")
 	}
 	if c.Loadgen != "lean" && c.Loadgen != "nethttp" {
 		return c, fmt.Errorf("loadgen %q: want lean or nethttp", c.Loadgen)

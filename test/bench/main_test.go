@@ -20,7 +20,7 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	args := []string{"-topologies", "single", "-rounds", "1", "-duration", "1s", "-warmup", "300ms",
-		"-clients", "2", "-accounts", "10", "-drain", "200", "-e2e-duration", "1s", "-e2e-topology", "single",
+		"-clients", "2", "-batch", "4", "-batch-clients", "2", "-accounts", "10", "-drain", "200", "-e2e-duration", "1s", "-e2e-topology", "single",
 		"-retries", "0", "-out", out, "-quiet"}
 	if err := run(ctx, args, func(string) string { return "" }, &stdout); err != nil {
 		t.Fatalf("bench: %v\n%s", err, stdout.String())
@@ -39,8 +39,18 @@ func TestSmoke(t *testing.T) {
 	in := rep.Ingest[0]
 	if in.Pgbench.TPS <= 0 || in.Bank.TPS <= 0 || in.Ratio <= 0 || in.CPURatio <= 0 || in.Bank.Errors != 0 ||
 		in.Bank.P99 < in.Bank.P50 || in.Pgbench.P50 <= 0 || in.BankRSSMiB <= 0 || in.Bank.CPUPer1k.Service <= 0 ||
-		in.Pgbench.CPUPer1k.Postgres <= 0 || len(in.Rounds) != 2 {
+		in.Pgbench.CPUPer1k.Postgres <= 0 || len(in.Rounds) != 4 {
 		t.Fatalf("implausible ingestion result: %+v", in)
+	}
+	if pb, bb := in.PgbenchBatch, in.BankBatch; pb == nil || bb == nil || pb.TPS <= 0 || bb.TPS <= 0 ||
+		bb.Errors != 0 || in.BatchRatio <= 0 || in.BatchOverPgbench <= 0 || in.BatchCPURatio <= 0 {
+		t.Fatalf("implausible batched ingestion: %+v %+v %+v", in.PgbenchBatch, in.BankBatch, in)
+	}
+	for _, m := range in.Rounds {
+		if batched := m.Contender == "pgbench-batch" || m.Contender == "bank-batch"; batched != (m.Batch == 4) ||
+			m.Transactions%max(m.Batch, 1) != 0 {
+			t.Fatalf("%s: %d transactions in batches of %d", m.Contender, m.Transactions, m.Batch)
+		}
 	}
 	d := rep.Drain
 	if d == nil || d.Drained != 200 || d.TPS <= 0 || d.BankTPS <= 0 || d.Ratio <= 0 || d.StoreRSSMiB <= 0 ||
@@ -49,7 +59,8 @@ func TestSmoke(t *testing.T) {
 	}
 	e := rep.E2E
 	if e == nil || e.Accepted == 0 || e.Delivered != e.Accepted || e.Commit.N != e.Delivered || e.Rate <= 0 ||
-		e.SystemMax == nil || e.SystemMax.TPS <= 0 || e.RSSRun == nil || e.BankRSSMiB <= 0 || e.StoreRSSMiB <= 0 {
+		e.SystemMax == nil || e.SystemMax.TPS <= 0 || e.RSSRun == nil || e.BankRSSMiB <= 0 || e.StoreRSSMiB <= 0 ||
+		e.BankTPS != d.BankTPS || e.MaxOverBank <= 0 {
 		t.Fatalf("implausible end-to-end result: %+v", e)
 	}
 	// The runs at 1,000/s and at twice the maximum count what the Store shed beside what it accepted.
@@ -63,15 +74,22 @@ func TestSmoke(t *testing.T) {
 		g.SysMiB < g.HeapInuseMiB+g.StackInuseMiB || g.SysMiB > e.StoreRSSMiB*4 {
 		t.Fatalf("implausible Store runtime figures: %+v (peak RSS %.1f MiB)", g, e.StoreRSSMiB)
 	}
-	if len(rep.Targets) < 6 {
-		t.Fatalf("%d targets, want every goal of issue 6: %+v", len(rep.Targets), rep.Targets)
+	names := ""
+	for _, tg := range rep.Targets {
+		names += tg.Name + "\n"
+	}
+	for _, want := range []string{"batch/pgbench-batch", "batch/pgbench,", "drain/bank", "e2e-max/bank",
+		"bank/pgbench", "e2e p99", "RSS"} {
+		if !strings.Contains(names, want) {
+			t.Errorf("no target named %q among:\n%s", want, names)
+		}
 	}
 	md, err := os.ReadFile(filepath.Join(out, "bench.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"**bank/pgbench**", "**drain/bank**", "202→Bank commit", "| target |",
-		"pgbench, Bank SQL"} {
+		"pgbench, Bank SQL", "**batch/pgbench-batch**", "**batch/pgbench**", "e2e-max/bank", "relay in batch mode"} {
 		if !strings.Contains(string(md), want) || !strings.Contains(stdout.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, md)
 		}
@@ -100,6 +118,38 @@ func TestPgbenchScriptIsTheBanksStatement(t *testing.T) {
 		t.Errorf("a named parameter is left:\n%s", script)
 	}
 	if got := strings.ReplaceAll(strings.ReplaceAll(script, "gen_random_uuid()", "@id"), ":", "@"); !strings.Contains(got, strings.TrimSpace(sql)) {
+		t.Errorf("script is not the Bank's statement:\n%s", script)
+	}
+}
+
+// TestPgbenchBatchScriptIsTheBanksStatement: the batch script is processBatchSQL from the Bank's source with
+// only its array parameters replaced by arrays of n values built by the server.
+func TestPgbenchBatchScriptIsTheBanksStatement(t *testing.T) {
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sql, err := bankBatchSQL(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := pgbenchBatchScript(sql, 1000, 32)
+	for _, want := range []string{"ORDER BY id FOR UPDATE", "ON CONFLICT (id) DO NOTHING", "bank_batch_raced()",
+		"(SELECT array_agg(gen_random_uuid()) FROM generate_series(1, 32))::uuid[]",
+		"floor(random() * 1000) + 1", "array_fill(:created::timestamptz, ARRAY[32])"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+	if strings.Contains(script, "@") {
+		t.Errorf("a named parameter is left:\n%s", script)
+	}
+	// Undo the replacements: the Bank's statement comes back.
+	back := script
+	for name, expr := range batchArrays(1000, 32) {
+		back = strings.Replace(back, expr, name, 1)
+	}
+	if !strings.Contains(back, strings.TrimSpace(sql)) {
 		t.Errorf("script is not the Bank's statement:\n%s", script)
 	}
 }

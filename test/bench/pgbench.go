@@ -33,6 +33,38 @@ func pgbenchScript(bankSQL string, accounts int) string {
 		strings.TrimSpace(sql))
 }
 
+// pgbenchBatchScript renders the Bank's batch statement (processBatchSQL) as a pgbench script running batches
+// of n new transactions: each array parameter becomes an array of n values built by the server —
+// gen_random_uuid() ids, accounts drawn uniformly from 1…accounts, amounts 1–100, the constant store,
+// currency and created time — which pgbench cannot hold in its variables. Everything else is the Bank's
+// statement as it runs it (bind parameters aside: these arrays are built in the statement).
+func pgbenchBatchScript(batchSQL string, accounts, n int) string {
+	arrays := batchArrays(accounts, n)
+	sql := namedParam.ReplaceAllStringFunc(batchSQL, func(m string) string {
+		if v, ok := arrays[m]; ok {
+			return v
+		}
+		return m // left as is: the test of the script catches it
+	})
+	return strings.TrimSpace(sql) + ";\n"
+}
+
+// batchArrays maps each parameter of processBatchSQL to the array expression pgbenchBatchScript puts there.
+func batchArrays(accounts, n int) map[string]string {
+	gen := func(expr string) string {
+		return fmt.Sprintf("(SELECT array_agg(%s) FROM generate_series(1, %d))", expr, n)
+	}
+	fill := func(v string) string { return fmt.Sprintf("array_fill(%s, ARRAY[%d])", v, n) }
+	return map[string]string{
+		"@ids":        gen("gen_random_uuid()"),
+		"@stores":     fill("'bench'::text"),
+		"@accounts":   gen(fmt.Sprintf("(floor(random() * %d) + 1)::int::text", accounts)),
+		"@amounts":    gen("(floor(random() * 100) + 1)::bigint"),
+		"@currencies": fill("'EUR'::text"),
+		"@created":    fill(":created::timestamptz"),
+	}
+}
+
 // pgbenchRun is one pgbench process running the Bank's SQL.
 type pgbenchRun struct {
 	cmd    *exec.Cmd

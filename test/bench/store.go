@@ -56,8 +56,12 @@ type E2EResult struct {
 	// Basis is what Rate is half of: the end-to-end system's sustained maximum (see SystemMax) or the Bank's.
 	Basis     string     `json:"basis,omitempty"`
 	SystemMax *SystemMax `json:"system_max,omitempty"`
-	Accepted  int        `json:"accepted"`
-	Delivered int        `json:"delivered"`
+	// BankTPS is the Bank's single-request ingestion on the same databases (the drain's reference when it
+	// ran, else measured for this); MaxOverBank is SystemMax.TPS over it.
+	BankTPS     float64 `json:"bank_ingestion_tps,omitempty"`
+	MaxOverBank float64 `json:"e2e_max_over_bank,omitempty"`
+	Accepted    int     `json:"accepted"`
+	Delivered   int     `json:"delivered"`
 	// Over the whole run, warm-up included: purchases the load generator sent, those the Store answered 202,
 	// those it shed (503 overloaded with Retry-After: HTTP_MAX_IN_FLIGHT in flight, nothing written) and any
 	// other failure (Errors; the generator's own refusals at 1,024 requests in flight among them).
@@ -223,7 +227,8 @@ func (s *storeSetup) settle(ctx context.Context) error {
 }
 
 // startStore runs the Store command with the relay aimed at the Bank's address (up or not), generator off,
-// the relay's concurrency and batch equal to the benchmark's clients (as the Bank's pool), and the breaker's
+// the relay in -relay-mode: batch (-batch purchases per request, -batch-clients requests in flight, as the
+// batched Bank contender) or single (concurrency and claims of -clients, as the Bank's pool); the breaker's
 // open timeout at 1 s (so a drain does not start 10 s late).
 func (b *bench) startStore(ctx context.Context, s *storeSetup, name string) (*service, string, error) {
 	port, err := pglocal.FreePort()
@@ -232,11 +237,16 @@ func (b *bench) startStore(ctx context.Context, s *storeSetup, name string) (*se
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	n := strconv.Itoa(b.cfg.Clients)
+	relay := []string{"RELAY_MODE=single", "RELAY_CONCURRENCY=" + n, "RELAY_BATCH_SIZE=" + n}
+	if b.cfg.RelayMode == "batch" {
+		relay = []string{"RELAY_MODE=batch", "RELAY_CONCURRENCY=" + strconv.Itoa(b.cfg.BatchClients),
+			"RELAY_BATCH_SIZE=" + strconv.Itoa(b.cfg.BatchSize)}
+	}
 	env := []string{"DATABASE_URL=" + s.storeDSN, "HTTP_ADDR=" + addr, "BANK_URL=https://" + s.bankAddr,
 		"BANK_CA_FILE=" + b.certs.CA, "BANK_CLIENT_CERT_FILE=" + b.certs.ClientCert,
 		"BANK_CLIENT_KEY_FILE=" + b.certs.ClientKey, "STORE_ID=bench-store", "GENERATOR_INTERVAL=0",
-		"DB_MAX_CONNS=" + n, "RELAY_CONCURRENCY=" + n, "RELAY_BATCH_SIZE=" + n, "BREAKER_OPEN_TIMEOUT=1s",
-		"LOG_LEVEL=warn", "SHUTDOWN_DRAIN_DELAY=0s"}
+		"DB_MAX_CONNS=" + n, "BREAKER_OPEN_TIMEOUT=1s", "LOG_LEVEL=warn", "SHUTDOWN_DRAIN_DELAY=0s"}
+	env = append(env, relay...)
 	env = append(env, b.cfg.StoreEnv...)
 	st, err := startService("store", filepath.Join(b.bin, "store"), env, filepath.Join(b.dir, name+".log"))
 	if err != nil {
@@ -289,11 +299,27 @@ func (b *bench) storeParts(ctx context.Context, rep *Report) error {
 				rate, basis = sm.TPS/2, "half the end-to-end sustained maximum"
 			}
 		}
+		var bankTPS float64
+		if sm != nil {
+			if rep.Drain != nil {
+				bankTPS = rep.Drain.BankTPS
+			} else {
+				ref, err := b.reference(ctx, s)
+				if err != nil {
+					return err
+				}
+				bankTPS = ref.TPS
+			}
+			b.logf("  e2e-max/bank = %.2f (%.0f/s against the Bank's %.0f tx/s)", sm.TPS/bankTPS, sm.TPS, bankTPS)
+		}
 		e, err := b.e2e(ctx, s, topo, rate, b.cfg.E2EDuration)
 		if err != nil {
 			return fmt.Errorf("end to end: %w", err)
 		}
 		e.Basis, e.SystemMax = basis, sm
+		if sm != nil && bankTPS > 0 {
+			e.BankTPS, e.MaxOverBank = bankTPS, sm.TPS/bankTPS
+		}
 		if rate != 1000 {
 			if e.RSSRun, err = b.e2e(ctx, s, topo, 1000, min(b.cfg.E2EDuration, 15*time.Second)); err != nil {
 				return fmt.Errorf("RSS run at 1000/s: %w", err)
@@ -322,7 +348,7 @@ func (b *bench) reference(ctx context.Context, s *storeSetup) (Measure, error) {
 	}
 	jobs, closeJobs := b.bankJobs(url)
 	defer closeJobs()
-	ref, err := b.measureGo(ctx, meter{clusters: []*cluster{s.bankCl}, services: []int{bank.pid()}}, jobs)
+	ref, err := b.measureGo(ctx, meter{clusters: []*cluster{s.bankCl}, services: []int{bank.pid()}}, jobs, 1)
 	if err != nil {
 		return Measure{}, fmt.Errorf("reference ingestion: %w", err)
 	}
@@ -359,7 +385,7 @@ func (b *bench) systemMax(ctx context.Context, s *storeSetup) (*SystemMax, error
 		})
 	}
 	m := meter{clusters: []*cluster{s.bankCl, s.storeCl}, services: []int{bank.pid(), st.pid()}}
-	acc, err := b.measureGo(ctx, m, jobs)
+	acc, err := b.measureGo(ctx, m, jobs, 1)
 	for _, c := range clients {
 		c.close()
 	}
