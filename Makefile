@@ -102,6 +102,11 @@ $(VULNDB_DIR)/index/db.json: | $(INDEXDB)
 capacity: ## the capacity model of docs/scaling.md: its table from the measured inputs (CAPACITY_ARGS='-db-vcpu 32 ...'; -h lists them)
 	$(GO) run ./test/capacity $(CAPACITY_ARGS)
 
+.PHONY: terraform-check
+terraform-check: ## terraform/: OpenTofu v1.10.6 and its providers built from the Go module proxy (cached in ~/.cache/txmesh/terraform), tofu init, validate, test (mock providers), fmt -check; no registry
+	shellcheck terraform/build/check.sh
+	terraform/build/check.sh
+
 .PHONY: fuzz
 fuzz: ## explore the request decoder with the fuzzer (FUZZTIME=60s)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeTransaction -fuzztime $(FUZZTIME) ./src/internal/payment/

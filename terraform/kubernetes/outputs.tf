@@ -1,0 +1,3 @@
+output "storage_class" {
+  value = var.storage_class.name
+}
