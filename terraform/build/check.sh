@@ -83,7 +83,7 @@ unset TF_PLUGIN_CACHE_DIR
 
 status=0
 for dir in "${CHECKED[@]}"; do
-  log "terraform/$dir: init, validate, fmt -check"
+  log "terraform/$dir: init, validate, test, fmt -check"
   # A copy, so .terraform/ never lands in the checkout; the committed lock file must already pin every
   # provider at the mirror's hashes (-lockfile=readonly fails otherwise).
   cp -r "$root/$dir" "$work/$dir"

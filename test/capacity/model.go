@@ -70,7 +70,7 @@ func DefaultInputs() *Inputs {
 	in.add("e2e-max", 635, "purchases/s", true, bench+": end-to-end sustained maximum, everything on 2 vCPUs (Store API → outbox → Bank)")
 	in.add("wal-bytes", 2112, "bytes/purchase", true, "make run at 200/s, 2026-12-01: 10,525,008 WAL bytes for 4,984 purchases, bank and store together, full_page_writes on")
 	// Node sizes and how far a node is loaded.
-	in.add("db-vcpu", 16, "vCPU", false, "database node: terraform/azure db_pool (Standard_E16ds_v5 when sized by this model)")
+	in.add("db-vcpu", 16, "vCPU", false, "database node: terraform/azure db_pool default, Standard_E16ds_v5 (16 vCPU, 128 GiB)")
 	in.add("app-vcpu", 8, "vCPU", false, "application node: terraform/azure apps_pool (Standard_D8ds_v5)")
 	in.add("db-scaling", 0.6, "×", false, "throughput per vCPU on a 16-vCPU primary relative to the 2-vCPU measurement (WAL insert and lock contention); to be measured on the real node")
 	in.add("db-utilisation", 0.5, "×", false, "primary CPU at peak: the other half drains a backlog as fast as it grew (outage, failover) and absorbs checkpoints and vacuum")
