@@ -23,6 +23,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/txmesh/txmesh/src/internal/payment"
+	"github.com/txmesh/txmesh/src/internal/postgres"
 )
 
 //go:embed migrations/*.sql
@@ -240,6 +241,14 @@ func (r *Repository) ProcessBatch(ctx context.Context, txs []payment.Transaction
 	if err != nil {
 		return nil, fmt.Errorf("process batch of %d (%s, …): %w", len(txs), txs[0].ID, err)
 	}
+	// A statement that created an item committed with a commit record, and waited for the standby up to it:
+	// every earlier row it answers with is replicated too. A batch of replays only wrote nothing: it must pass
+	// the barrier before it confirms them (see Process).
+	if !slices.ContainsFunc(refs, func(b batchRef) bool { return b.created }) {
+		if err := r.waitDurable(ctx); err != nil {
+			return nil, fmt.Errorf("process batch of %d (%s, …): replays: %w", len(txs), txs[0].ID, err)
+		}
+	}
 	out := make([]Outcome, len(txs))
 	answered := make([]bool, len(uniq))
 	for i, tx := range txs {
@@ -406,7 +415,20 @@ func (r *Repository) Process(ctx context.Context, tx payment.Transaction) (payme
 	if !stored.SameFields(tx) {
 		return payment.Result{}, false, ErrConflict
 	}
+	// A replay confirms the first processing: that one must be durable first (postgres.DurableSQL: a
+	// commit whose wait for the standby was cancelled is visible, and a failover may not keep it).
+	if err := r.waitDurable(ctx); err != nil {
+		return payment.Result{}, false, fmt.Errorf("replay transaction %s: %w", tx.ID, err)
+	}
 	return stored.Result(), false, nil
+}
+
+// waitDurable passes the durability barrier (postgres.DurableSQL) on a pooled connection.
+func (r *Repository) waitDurable(ctx context.Context) error {
+	return r.onConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+		var lsn string
+		return c.QueryRow(ctx, postgres.DurableSQL).Scan(&lsn)
+	})
 }
 
 // process runs processSQL (see onConn); inserted is false when the id existed already.

@@ -11,10 +11,13 @@ import (
 	"github.com/txmesh/txmesh/src/localenv/pglocal"
 )
 
-// TestClaimDoesNotWaitForSynchronousStandby runs on its own server whose synchronous standby never
-// connects, so every commit that waits for it waits forever: a purchase (its 202 promises durability)
-// must wait, a claim (a lease, re-sendable) must not.
-func TestClaimDoesNotWaitForSynchronousStandby(t *testing.T) {
+// TestNothingUnreplicatedLeavesTheStore runs on its own server, cut off from its synchronous standby (it
+// never connects): a purchase's commit waits for it, and one whose wait is cancelled (its 202 never sent)
+// is visible on the primary anyway — "committed locally". Neither that purchase nor any other may leave the
+// Store while no standby confirms it: the relay's claim must not hand it out (the Bank would record a
+// purchase a failover then removes from the Store: "unknown"), and a replay of its key must not answer 202.
+// Once the standby is back, both proceed.
+func TestNothingUnreplicatedLeavesTheStore(t *testing.T) {
 	ctx := context.Background()
 	srv, err := pglocal.Start(ctx, pglocal.Options{})
 	if err != nil {
@@ -24,92 +27,69 @@ func TestClaimDoesNotWaitForSynchronousStandby(t *testing.T) {
 	if err := srv.CreateDatabase(ctx, "store"); err != nil {
 		t.Fatal(err)
 	}
-	db := openDB(t, srv.DSN("store"))
-	sqlDB, err := db.DB()
+	repo := NewRepository(openDB(t, srv.DSN("store")), "store-test")
+	before, _, err := repo.Create(ctx, sampleIn("before-isolation"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sqlDB.SetMaxOpenConns(1) // the claim and the purchases after it share one session
-	repo := NewRepository(db, "store-test")
-	before, _, err := repo.Create(ctx, sampleIn("before-standby-required"))
-	if err != nil {
+	if err := srv.IsolateFromStandby(ctx); err != nil {
 		t.Fatal(err)
 	}
 
-	for _, q := range []string{
-		"CREATE TABLE sync_probe (i int)",
-		"ALTER SYSTEM SET synchronous_standby_names = 'absent_standby'",
-		"SELECT pg_reload_conf()",
-	} {
-		if err := srv.Exec(ctx, "postgres", q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Backends see the new names at once, but commits start waiting only once the checkpointer has taken the
-	// reload: wait until a probe commit blocks (it must write WAL: a commit without any does not wait).
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-		began := time.Now()
-		err := srv.Exec(pctx, "postgres", "INSERT INTO sync_probe VALUES (1)")
-		cancel()
-		if time.Since(began) >= 250*time.Millisecond { // a cancelled wait may still report success
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("commits still do not wait for the absent standby 10s after the reload (last err %v)", err)
-		}
-	}
-
-	// Control: a purchase's commit now waits for the absent standby (else this test could not fail).
+	// A purchase whose commit waits for the absent standby until its deadline: the caller gets an error.
 	const wait = time.Second
 	cctx, cancel := context.WithTimeout(ctx, wait)
 	start := time.Now()
-	_, _, err = repo.Create(cctx, sampleIn("after-standby-required"))
+	_, _, err = repo.Create(cctx, sampleIn("during-isolation"))
 	cancel()
-	if took := time.Since(start); took < wait*9/10 {
+	if took := time.Since(start); err == nil || took < wait*9/10 {
 		t.Fatalf("control: a purchase committed in %v with its synchronous standby absent (err %v)", took, err)
 	}
-
-	cctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	start = time.Now()
-	claims, err := repo.Claim(cctx, "relay-1", 10, time.Minute)
-	took := time.Since(start)
-	if err != nil {
-		t.Fatalf("claim with the synchronous standby absent: %v after %v", err, took)
+	// ... and yet it is there, on this primary only, once the server has processed the cancellation.
+	var visible int
+	for deadline := time.Now().Add(10 * time.Second); visible == 0 && time.Now().Before(deadline); {
+		if err := repo.db.Raw("SELECT count(*) FROM purchases WHERE idempotency_key = 'during-isolation'").
+			Scan(&visible).Error; err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	// A claim that waited for the standby would wait until its context ends (an error above); this bound only
-	// catches a partial wait, with room for a loaded machine.
-	if took > 3*time.Second {
-		t.Fatalf("claim took %v: it waited for the synchronous standby", took)
+	if visible != 1 {
+		t.Fatalf("control: the cancelled commit is not visible (count %d): this test would prove nothing", visible)
+	}
+
+	// The failed claim is committed locally too: its lease (short here) holds the rows until it ends.
+	const lease = 300 * time.Millisecond
+	cctx, cancel = context.WithTimeout(ctx, 2*time.Second)
+	claims, err := repo.Claim(cctx, "relay-1", 10, lease)
+	cancel()
+	if err == nil {
+		t.Fatalf("a claim succeeded without the synchronous standby, handing out %d purchases", len(claims))
+	}
+	cctx, cancel = context.WithTimeout(ctx, 2*time.Second)
+	_, created, err := repo.Create(cctx, sampleIn("during-isolation"))
+	cancel()
+	if err == nil {
+		t.Fatalf("a replay of the unreplicated purchase's key answered (created=%v) without the standby", created)
+	}
+
+	if err := srv.ReconnectStandby(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(lease)
+	claims, err = repo.Claim(ctx, "relay-1", 10, time.Minute)
+	if err != nil {
+		t.Fatalf("claim with the standby back: %v", err)
 	}
 	ids := make([]uuid.UUID, len(claims))
 	for i, c := range claims {
 		ids[i] = c.Tx.ID
 	}
-	if !slices.Contains(ids, before.ID) {
-		t.Fatalf("claimed %v, want %v among them", ids, before.ID)
+	if len(ids) != 2 || !slices.Contains(ids, before.ID) {
+		t.Fatalf("claimed %v with the standby back, want both purchases (one of them %s)", ids, before.ID)
 	}
-	// The lease holds: the same rows are not handed out again. (The control purchase may be: its commit,
-	// cancelled while waiting for the standby, is committed locally and becomes due whenever the cancellation
-	// is processed, before or after the first claim.)
-	again, err := repo.Claim(cctx, "relay-2", 10, time.Minute)
-	if err != nil {
-		t.Fatalf("second claim: %v", err)
-	}
-	for _, c := range again {
-		if slices.Contains(ids, c.Tx.ID) {
-			t.Fatalf("second claim handed out %s again; want none of the leased rows", c.Tx.ID)
-		}
-	}
-	// set_config was local to the claim's transaction: on the same (only) connection, a purchase waits again.
-	cctx2, cancel2 := context.WithTimeout(ctx, wait)
-	defer cancel2()
-	start = time.Now()
-	_, _, err = repo.Create(cctx2, sampleIn("after-claim"))
-	if took := time.Since(start); took < wait*9/10 {
-		t.Fatalf("a purchase after the claim committed in %v without the standby (err %v): the claim's setting leaked",
-			took, err)
+	p, created, err := repo.Create(ctx, sampleIn("during-isolation"))
+	if err != nil || created || !slices.Contains(ids, p.ID) {
+		t.Fatalf("replay with the standby back: %v created=%v id %s, want the existing purchase", err, created, p.ID)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/txmesh/txmesh/src/internal/payment"
+	"github.com/txmesh/txmesh/src/internal/postgres"
 )
 
 //go:embed migrations/*.sql
@@ -329,6 +330,10 @@ func (r *Repository) Create(ctx context.Context, in NewPurchase) (Purchase, bool
 	if p.AccountID != in.AccountID || p.Amount != in.Amount || p.Currency != in.Currency {
 		return Purchase{}, false, ErrConflict
 	}
+	// A replay answers 202 as the first request did: the purchase must be as durable as that 202 promised.
+	if err := postgres.WaitDurable(ctx, r.db.ConnPool); err != nil {
+		return Purchase{}, false, fmt.Errorf("replay purchase: %w", err)
+	}
 	return p, false, nil
 }
 
@@ -403,19 +408,15 @@ type Claim struct {
 // One statement, one short transaction: no lock outlives it and no session state is used, so it works
 // through PgBouncer in transaction mode.
 //
-// A lease needs no durability, so the claim commits with synchronous_commit off for its own transaction
-// (set_config(..., true), evaluated once before any row is touched): it does not wait for the WAL flush nor
-// for the synchronous standby, one replicated commit less between a purchase's 202 and its send. If
-// store-db crashes or fails over before the claim reaches disk, the rows are simply due again and sent
-// again — the Bank's idempotency absorbs it, as after a relay crash. Any later synchronous commit (an
-// outcome, a purchase) flushes the claim with it. Everything that must survive (a purchase, its outcome)
-// keeps the server's synchronous_commit. TestClaimDoesNotWaitForSynchronousStandby proves both.
+// The claim commits with the server's synchronous_commit, and that is what makes the send safe, not the
+// lease: its commit record follows every purchase it claims in the WAL, so once it is confirmed by a
+// synchronous standby, so are they (postgres.DurableSQL says why a visible purchase need not be: a commit
+// whose wait for the standby was cancelled). Claim fails rather than hand out rows if that wait does not
+// complete. TestNothingUnreplicatedLeavesTheStore proves it.
 const claimSQL = `
-WITH lease_only AS MATERIALIZED (
-    SELECT set_config('synchronous_commit', 'off', true)
-), due AS (
+WITH due AS (
     SELECT purchase_id FROM outbox
-    WHERE next_attempt_at <= now() AND EXISTS (SELECT FROM lease_only)
+    WHERE next_attempt_at <= now()
     ORDER BY next_attempt_at
     LIMIT @n
     FOR UPDATE SKIP LOCKED
@@ -454,6 +455,14 @@ func (r *Repository) Claim(ctx context.Context, owner string, n int, lease time.
 		claims = append(claims, c)
 	}
 	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim outbox rows: %w", err)
+	}
+	// The rows arrive before the commit; Close waits for it (and for the synchronous standby). A context that
+	// ended meanwhile cancelled that wait, which PostgreSQL reports only as a warning.
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("claim outbox rows: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("claim outbox rows: %w", err)
 	}
 	return claims, nil

@@ -483,3 +483,47 @@ func (s *Server) Chown(path string) error {
 }
 
 var _ io.Closer = (*Server)(nil)
+
+// IsolateFromStandby makes the server a primary whose synchronous standby is gone, as one cut off from its
+// standbys is: synchronous_standby_names names a standby that never connects, so every commit that writes
+// WAL waits (a cancelled wait leaves the commit visible, "committed locally"). It returns once a probe
+// commit blocks; ReconnectStandby undoes it.
+func (s *Server) IsolateFromStandby(ctx context.Context) error {
+	for _, q := range []string{
+		"CREATE TABLE IF NOT EXISTS pglocal_sync_probe (i int)",
+		"ALTER SYSTEM SET synchronous_standby_names = 'pglocal_absent_standby'",
+		"SELECT pg_reload_conf()",
+	} {
+		if err := s.Exec(ctx, "postgres", q); err != nil {
+			return err
+		}
+	}
+	// Backends see the new names at once, but commits start waiting only once the checkpointer has taken
+	// the reload: wait until a probe commit blocks (it must write WAL: a commit without any does not wait).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		began := time.Now()
+		err := s.Exec(pctx, "postgres", "INSERT INTO pglocal_sync_probe VALUES (1)")
+		cancel()
+		if time.Since(began) >= 250*time.Millisecond { // a cancelled wait may still report success
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("commits still do not wait for the absent standby 10s after the reload: %w", err)
+			}
+			return errors.New("commits still do not wait for the absent standby 10s after the reload")
+		}
+	}
+}
+
+// ReconnectStandby ends IsolateFromStandby: commits no longer wait, and those waiting complete.
+func (s *Server) ReconnectStandby(ctx context.Context) error {
+	for _, q := range []string{"ALTER SYSTEM RESET synchronous_standby_names", "SELECT pg_reload_conf()"} {
+		if err := s.Exec(ctx, "postgres", q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
