@@ -37,7 +37,7 @@ func scenarios() []scenario {
 			run: dbFailover("store-db")},
 		{name: "node-kill", what: "the node holding the bank-db primary loses power (every process killed), boots again after 90 s",
 			run: nodeFailure(false)},
-		{name: "node-cut", what: "the node holding the bank-db primary is cut off (its link down) for 90 s, then reconnected",
+		{name: "node-cut", what: "the node holding both databases' primaries is cut off (its link down) for 90 s, then reconnected",
 			run: nodeFailure(true)},
 		{name: "drain", what: "kubectl drain of the node holding the bank-db primary under load; PDBs, CNPG switchover",
 			noClientErrors: true, run: drain},
@@ -254,6 +254,14 @@ func nodeFailure(cut bool) func(ctx context.Context, e *env, r *Row) error {
 		if err != nil {
 			return err
 		}
+		if cut {
+			// The worst case for a partition: both primaries behind it, each still reachable by the apps on
+			// its own node, neither able to reach a synchronous standby.
+			if err := e.colocatePrimary(ctx, "store-db", p.Node); err != nil {
+				return err
+			}
+			r.Checks = append(r.Checks, "store-db's primary switched over to "+p.Node+", beside bank-db's")
+		}
 		t := time.Now()
 		if cut {
 			err = e.c.CutNode(p.Node)
@@ -306,6 +314,32 @@ func nodeFailure(cut bool) func(ctx context.Context, e *env, r *Row) error {
 		e.cnpgStatus(ctx, r.Name)
 		return nil
 	}
+}
+
+// colocatePrimary switches cluster's primary over to its instance on node (kubectl cnpg promote), if it is
+// not there already, and waits for the cluster to be healthy.
+func (e *env) colocatePrimary(ctx context.Context, cluster, node string) error {
+	p, err := e.primary(ctx, cluster)
+	if err != nil || p.Node == node {
+		return err
+	}
+	pods, err := e.podsOf(ctx, "cnpg.io/cluster="+cluster+",cnpg.io/podRole=instance")
+	if err != nil {
+		return err
+	}
+	for _, pod := range pods {
+		if pod.Spec.NodeName != node {
+			continue
+		}
+		if _, err := e.kubectl(ctx, "kubectl-cnpg", "promote", cluster, pod.Name, "-n", namespace); err != nil {
+			return err
+		}
+		if _, _, err := e.waitPrimaryChange(ctx, cluster, p.Pod, 2*time.Minute); err != nil {
+			return err
+		}
+		return e.s.WaitHealthy(ctx, 3*time.Minute)
+	}
+	return fmt.Errorf("%s has no instance on %s", cluster, node)
 }
 
 // appsOffNode checks that the app pods left the failed node (evicted after the 30 s toleration of the
