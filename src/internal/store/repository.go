@@ -177,7 +177,7 @@ WITH r AS (
                            updated_at)
     SELECT id::uuid, $8, account_id, amount, currency, source, NULLIF(key, ''), created_at, created_at
     FROM r ORDER BY key, ord
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT DO NOTHING -- a reused idempotency key, or the id of an attempt that committed unanswered
     RETURNING id, created_at
 ), o AS (
     INSERT INTO outbox (purchase_id, created_at, next_attempt_at)
@@ -191,18 +191,22 @@ const (
 	createTimeout  = 10 * time.Second
 )
 
-// creator coalesces concurrent Create calls into one createSQL — group commit, as completer does for
-// outcomes: a caller that finds nothing being written writes what is queued (its own purchase at least) at
-// once; callers arriving meanwhile queue up, and the first of them writes the queue as soon as the write in
-// progress ends. At low load a statement holds one purchase and nobody waits; under load one statement and
-// one (synchronously replicated) commit accept many purchases instead of one each (docs/performance.md).
-// Each caller returns once its purchase is committed, with that statement's error: a 202 is durable as
-// before, and a failed statement wrote nothing for anyone.
+// creator coalesces concurrent Create calls into createSQL statements — group commit, as completer does
+// for outcomes, with up to createWriters statements in flight: a caller that finds a writer's slot free
+// writes what is queued with its own purchase at once; callers arriving while every slot is busy queue up,
+// and a writer that finishes hands its slot to the first of them, who writes the queue. At low load a
+// statement holds one purchase and nobody waits; under load each statement and its (synchronously
+// replicated) commit accept many purchases, and while one waits for the standby the next is already being
+// written (docs/performance.md). Each caller returns once its purchase is committed, with its statement's
+// error: a 202 is durable as before, and a failed statement wrote nothing for anyone.
 type creator struct {
 	mu      sync.Mutex
 	queue   []*creation
-	writing bool
+	writers int
 }
+
+// createWriters bounds the createSQL statements in flight.
+const createWriters = 4
 
 // creation is one caller's purchase.
 type creation struct {
@@ -212,7 +216,7 @@ type creation struct {
 	inserted bool  // set with err, before done closes
 	err      error // the statement's
 	done     chan struct{}
-	lead     chan struct{}
+	lead     chan struct{} // closed when a finishing writer hands this caller its slot (it left the queue)
 }
 
 // insert writes a purchase through the creator; false when the idempotency key was taken (nothing written).
@@ -221,19 +225,21 @@ func (r *Repository) insert(ctx context.Context, tx payment.Transaction, in NewP
 		lead: make(chan struct{})}
 	q := &r.adds
 	q.mu.Lock()
-	q.queue = append(q.queue, c)
-	if q.writing {
+	if q.writers >= createWriters {
+		q.queue = append(q.queue, c)
 		q.mu.Unlock()
 		select {
-		case <-c.done:
+		case <-c.done: // written by another caller's statement
 			return c.inserted, c.err
-		case <-c.lead:
+		case <-c.lead: // a slot: write it and what queued behind it
 		}
 		q.mu.Lock()
+	} else {
+		q.writers++
 	}
-	q.writing = true
-	batch := q.queue[:min(len(q.queue), maxCreateBatch)]
-	q.queue = q.queue[len(batch):]
+	n := min(len(q.queue), maxCreateBatch-1)
+	batch := append([]*creation{c}, q.queue[:n]...)
+	q.queue = q.queue[n:]
 	q.mu.Unlock()
 
 	// The statement writes other callers' purchases too: the writer's client going away must not cancel it
@@ -253,10 +259,14 @@ func (r *Repository) insert(ctx context.Context, tx payment.Transaction, in NewP
 	}
 	q.mu.Lock()
 	if len(q.queue) > 0 {
-		close(q.queue[0].lead) // the next writer
+		next := q.queue[0] // the slot passes on
+		q.queue = q.queue[1:]
+		close(next.lead)
 	} else {
-		q.writing = false
-		q.queue = nil
+		q.writers--
+		if q.writers == 0 {
+			q.queue = nil
+		}
 	}
 	q.mu.Unlock()
 	return c.inserted, err
@@ -318,6 +328,19 @@ func (r *Repository) Create(ctx context.Context, in NewPurchase) (Purchase, bool
 		return Purchase{ID: tx.ID, StoreID: tx.StoreID, AccountID: tx.AccountID, Amount: tx.Amount,
 			Currency: tx.Currency, Source: in.Source, Status: StatusPending, CreatedAt: tx.CreatedAt,
 			UpdatedAt: tx.CreatedAt, NextAttemptAt: &tx.CreatedAt}, true, nil
+	}
+	if in.IdempotencyKey == "" {
+		// Not inserted without a key: an earlier attempt of this very call committed (its answer lost to a
+		// broken connection) and the retry skipped the id.
+		p, err := r.get(ctx, "p.id = ?", tx.ID)
+		if err != nil {
+			return Purchase{}, false, fmt.Errorf("create purchase %s: neither inserted nor found: %w", tx.ID, err)
+		}
+		if err := postgres.WaitDurable(ctx, r.db.ConnPool); err != nil {
+			return Purchase{}, false, fmt.Errorf("create purchase: %w", err)
+		}
+		r.created()
+		return p, true, nil
 	}
 	// The key was used before: a replay (same fields → that purchase) or a conflict.
 	p, err := r.get(ctx, "p.idempotency_key = ?", in.IdempotencyKey)
