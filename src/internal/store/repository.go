@@ -250,7 +250,7 @@ func (r *Repository) insert(ctx context.Context, tx payment.Transaction, in NewP
 		deadline = time.Now().Add(createTimeout)
 	}
 	wctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-	err := r.insertBatch(wctx, batch)
+	err := r.insertRidingThrough(wctx, batch)
 	cancel()
 	for _, b := range batch {
 		b.err = err
@@ -270,6 +270,36 @@ func (r *Repository) insert(ctx context.Context, tx payment.Transaction, in NewP
 	}
 	q.mu.Unlock()
 	return c.inserted, err
+}
+
+// rideThrough is how long a statement is retried while store-db is unavailable: about a switchover (a
+// drain's planned primary change, a restart in place), so that clients see a slower answer rather than a
+// 503. Longer outages still fail the purchase (503 + Retry-After) instead of holding its client.
+const rideThrough = 5 * time.Second
+
+// insertRidingThrough runs insertBatch, retrying with backoff while the database is unavailable, for up
+// to rideThrough. A retry is safe: the ids are the same, so an attempt that committed unanswered makes the
+// next one insert nothing for them (Create finds those purchases by id or key).
+func (r *Repository) insertRidingThrough(ctx context.Context, batch []*creation) error {
+	until := time.Now().Add(rideThrough)
+	wait := 100 * time.Millisecond
+	for {
+		err := r.insertBatch(ctx, batch)
+		if err == nil || !postgres.Unavailable(err) || ctx.Err() != nil || time.Now().Add(wait).After(until) {
+			return err
+		}
+		for _, c := range batch {
+			c.inserted = false
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // insertBatch runs createSQL for batch and marks the purchases it inserted. Arrays of text, cast in SQL:
@@ -352,6 +382,14 @@ func (r *Repository) Create(ctx context.Context, in NewPurchase) (Purchase, bool
 	}
 	if p.AccountID != in.AccountID || p.Amount != in.Amount || p.Currency != in.Currency {
 		return Purchase{}, false, ErrConflict
+	}
+	if p.ID == tx.ID {
+		// This call's own purchase: an earlier attempt committed unanswered and the retry skipped it.
+		if err := postgres.WaitDurable(ctx, r.db.ConnPool); err != nil {
+			return Purchase{}, false, fmt.Errorf("create purchase: %w", err)
+		}
+		r.created()
+		return p, true, nil
 	}
 	// A replay answers 202 as the first request did: the purchase must be as durable as that 202 promised.
 	if err := postgres.WaitDurable(ctx, r.db.ConnPool); err != nil {
