@@ -37,12 +37,32 @@ const (
 	kustomizeV581 = "v0.21.1"
 )
 
+// proxySubstitutes replaces dependency versions the module proxy refuses (403) with the nearest version it
+// serves, per component, as kubernetes() does for k8s.io/endpointslice: patch releases of fluxcd/pkg modules
+// (checked to compile with the controller).
+var proxySubstitutes = map[string]map[string]string{
+	"source-controller": {
+		// v0.18.3 (required) and v0.18.2 are refused.
+		"github.com/fluxcd/pkg/artifact": "github.com/fluxcd/pkg/artifact v0.18.1",
+		// Only the controller's tests import it, but `go mod tidy` resolves tests of dependencies too;
+		// v0.40.2 (required) is refused.
+		"github.com/fluxcd/pkg/helmtestserver": "github.com/fluxcd/pkg/helmtestserver v0.40.1",
+	},
+	"image-reflector-controller": {
+		// v0.18.2 (required) is refused.
+		"github.com/fluxcd/pkg/artifact": "github.com/fluxcd/pkg/artifact v0.18.1",
+	},
+}
+
 // flux is a Flux controller: the module's root package is its main package; upstream builds it with
 // CGO_ENABLED=0 -trimpath and no ldflags (the Dockerfiles), on the go line of its go.mod.
 func flux(name, version string, replace map[string]string) Component {
 	mod := "github.com/fluxcd/" + name
 	rep := map[string]string{mod + "/api": mod + "/api " + version}
 	for k, v := range replace {
+		rep[k] = v
+	}
+	for k, v := range proxySubstitutes[name] {
 		rep[k] = v
 	}
 	return Component{Name: name, Module: mod, Version: version, Packages: []string{mod}, GoLine: "1.26.0",
