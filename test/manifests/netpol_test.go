@@ -1,0 +1,96 @@
+package manifests
+
+import (
+	"sort"
+	"strings"
+	"testing"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// podLabelSets: the labels of every pod an overlay creates, by owner — Deployments' and Jobs' templates, and
+// each CloudNativePG Cluster's instance pods (labelled cnpg.io/cluster=<name> and cnpg.io/podRole=instance
+// by the operator).
+func podLabelSets(s *Set) map[string]labels.Set {
+	out := map[string]labels.Set{}
+	for id, t := range podTemplates(s) {
+		out[id] = labels.Set(t.Labels)
+	}
+	for _, o := range s.Objects {
+		if o.U.GetKind() == "Cluster" && strings.HasPrefix(o.U.GetAPIVersion(), "postgresql.cnpg.io/") {
+			out[o.ID()] = labels.Set{"cnpg.io/cluster": o.U.GetName(), "cnpg.io/podRole": "instance"}
+		}
+	}
+	return out
+}
+
+func selects(sel *metav1.LabelSelector, pods map[string]labels.Set) ([]string, error) {
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return nil, err
+	}
+	var owners []string
+	for id, l := range pods {
+		if s.Matches(l) {
+			owners = append(owners, id)
+		}
+	}
+	sort.Strings(owners)
+	return owners, nil
+}
+
+// TestNetworkPoliciesSelectPods: in every overlay, each NetworkPolicy's podSelector selects a pod the overlay
+// creates, and so does each peer podSelector of its own namespace (a peer with a namespaceSelector is another
+// namespace's pods, not the overlay's). A typo in a label, or a policy left behind by a renamed app, fails
+// here.
+func TestNetworkPoliciesSelectPods(t *testing.T) {
+	dirs, err := Overlays()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		t.Run(d, func(t *testing.T) {
+			objs, err := Render(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &Set{Name: d, Objects: objs}
+			pods := podLabelSets(s)
+			for _, o := range s.kind("NetworkPolicy") {
+				np, err := toTyped[networkingv1.NetworkPolicy](o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				owners, err := selects(&np.Spec.PodSelector, pods)
+				if err != nil {
+					t.Fatalf("%s: %v", o.ID(), err)
+				}
+				if len(owners) == 0 {
+					t.Errorf("%s: podSelector %v selects no pod of %s", o.ID(), np.Spec.PodSelector, d)
+				}
+				var peers []networkingv1.NetworkPolicyPeer
+				for _, r := range np.Spec.Ingress {
+					peers = append(peers, r.From...)
+				}
+				for _, r := range np.Spec.Egress {
+					peers = append(peers, r.To...)
+				}
+				for i, p := range peers {
+					if p.PodSelector == nil || p.NamespaceSelector != nil {
+						continue
+					}
+					got, err := selects(p.PodSelector, pods)
+					if err != nil {
+						t.Fatalf("%s peer %d: %v", o.ID(), i, err)
+					}
+					if len(got) == 0 {
+						t.Errorf("%s: peer podSelector %v selects no pod of %s", o.ID(), *p.PodSelector, d)
+					}
+				}
+				t.Logf("%s selects %s", o.ID(), strings.Join(owners, ", "))
+			}
+		})
+	}
+}
