@@ -160,6 +160,11 @@ func (c *Cluster) start(ctx context.Context, images []string) error {
 	}
 	c.logf("network ready: bridge %s %s, %d node namespaces, egress guard (nft table inet %s)",
 		l.Bridge, l.net().HostIP, len(c.st.Nodes), l.guardTable())
+	if c.bin["registry"] != "" {
+		if err := c.startRegistry(ctx); err != nil {
+			return err
+		}
+	}
 
 	// Nodes boot (containerd + image import) while the control plane starts.
 	g, gctx := errgroup.WithContext(ctx)
@@ -324,7 +329,8 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 // images into it.
 func (c *Cluster) bootRuntime(ctx context.Context, n Node, images []string) error {
 	l := c.layout
-	for _, d := range []string{l.node(n), filepath.Join(l.node(n), "cni", "net.d"), l.nodeRun(n)} {
+	for _, d := range []string{l.node(n), filepath.Join(l.node(n), "cni", "net.d"), l.nodeRun(n),
+		filepath.Join(l.certsDir(n), LocalRegistryName)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
@@ -336,6 +342,7 @@ func (c *Cluster) bootRuntime(ctx context.Context, n Node, images []string) erro
 		filepath.Join(l.node(n), "resolv.conf"):                        "# pods resolve cluster names only (CoreDNS has no upstream)\n",
 		filepath.Join(l.node(n), "kube-proxy.yaml"): kubeProxyConfig(l, filepath.Join(l.control(), "kube-proxy.kubeconfig"),
 			n.Name, n.IP.String(), l.net().NodeNet.String()),
+		filepath.Join(l.certsDir(n), LocalRegistryName, "hosts.toml"): hostsTOML(l),
 	}
 	for p, body := range files {
 		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {

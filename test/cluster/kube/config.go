@@ -53,8 +53,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = %[7]q
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = %[8]q
 `, root, state, l.containerdSock(n), filepath.Join(root, "opt"), pauseImage,
-		filepath.Join(l.nodeRun(n), "runc"), filepath.Join(l.node(n), "cni", "net.d"))
+		filepath.Join(l.nodeRun(n), "runc"), filepath.Join(l.node(n), "cni", "net.d"), l.certsDir(n))
 }
 
 // cniConfig: a bridge per node with its own pod range; no masquerade (pod addresses are routed as they are)

@@ -37,6 +37,11 @@ func artifacts(t *testing.T) (build.Binaries, images.Image) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	reg, err := build.Ensure(context.Background(), cache, build.FindCD("distribution"), os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bins["registry"] = reg["registry"]
 	pause, err := (&images.Builder{Dir: filepath.Join(cache, "images")}).Pause(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +50,8 @@ func artifacts(t *testing.T) (build.Binaries, images.Image) {
 }
 
 // TestHelperStartCluster is the process the crash test starts and kills: it brings a one-node cluster up,
-// runs a pod on it, prints READY and waits to be killed.
+// pushes the pause image to the cluster's registry under a name no node holds, runs a pod of that name (so
+// the node pulls it through hosts.toml), prints READY and waits to be killed.
 func TestHelperStartCluster(t *testing.T) {
 	dir := os.Getenv("TXMESH_CRASHTEST_DIR")
 	if dir == "" {
@@ -62,9 +68,13 @@ func TestHelperStartCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	pulled := LocalRegistryName + "/pulled-pause:1"
+	if _, err := c.Push(ctx, pause.Path, pulled); err != nil {
+		t.Fatal(err)
+	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "sleeper", Namespace: "default"},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "pause", Image: pause.Ref,
-			ImagePullPolicy: corev1.PullNever}}}}
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "pause", Image: pulled,
+			ImagePullPolicy: corev1.PullIfNotPresent}}}}
 	// The default ServiceAccount appears a moment after the namespace controller starts.
 	var perr error
 	for range 60 {

@@ -186,8 +186,9 @@ func teardownNet(l Layout, nodes []Node) error {
 		}
 	}
 	for _, n := range nodes {
+		// The kernel removes a veth whose peer's namespace was deleted a moment later: gone is fine.
 		if linkExists(n.Veth) {
-			if err := ip("link", "delete", n.Veth); err != nil {
+			if err := ip("link", "delete", n.Veth); err != nil && linkExists(n.Veth) {
 				errs = append(errs, err)
 			}
 		}

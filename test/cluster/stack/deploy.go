@@ -127,13 +127,13 @@ func (s *Stack) Deploy(ctx context.Context, tag string, patches map[string]strin
 	return s.Apply.Apply(ctx, objs)
 }
 
-// Rebuild builds the txmesh image from the checkout with another tag and imports it into every node.
+// Rebuild builds the txmesh image from the checkout with another tag and pushes it to the cluster's registry.
 func (s *Stack) Rebuild(ctx context.Context, tag string) (images.Image, error) {
 	img, err := s.builder.Txmesh(ctx, s.Repo, tag)
 	if err != nil {
 		return img, err
 	}
-	return img, s.Cluster.ImportImage(ctx, img.Path)
+	return img, s.push(ctx, img)
 }
 
 // RenderOverlay renders kustomize/overlays/e2e with the txmesh image at tag, plus optional patches.

@@ -70,6 +70,11 @@ func prepare(ctx context.Context, o *Options) (*Stack, error) {
 	if s.Bin, err = build.All(ctx, cache, o.Log); err != nil {
 		return nil, err
 	}
+	reg, err := build.Ensure(ctx, cache, build.FindCD("distribution"), o.Log)
+	if err != nil {
+		return nil, err
+	}
+	s.Bin["registry"] = reg["registry"]
 	s.Timing["build"] = time.Since(t)
 	t = time.Now()
 	if err := s.buildImages(ctx, o.Tag); err != nil {
@@ -93,13 +98,14 @@ func Up(ctx context.Context, o Options) (*Stack, error) {
 		}
 		fmt.Fprintf(o.Log, "cluster: reusing the running cluster (%s)\n", c.Kubeconfig())
 		s.Cluster = c
-		// A rebuilt image (new commit) must reach the nodes of a reused cluster too.
+		// A rebuilt image (new commit, same tag) must replace what the nodes of a reused cluster hold.
 		if err := c.ImportImage(ctx, s.Images["txmesh"].Path); err != nil {
 			return nil, err
 		}
 	} else if errors.Is(err, os.ErrNotExist) {
+		// The infrastructure's images are imported into every node; txmesh's are pulled from the registry.
 		var tarballs []string
-		for _, role := range []string{"pause", "busybox", "postgres", "txmesh", "coredns", "cnpg", "local-path"} {
+		for _, role := range []string{"pause", "busybox", "postgres", "coredns", "cnpg", "local-path"} {
 			tarballs = append(tarballs, s.Images[role].Path)
 		}
 		c, err := kube.Start(ctx, kube.Options{Layout: o.Layout, Nodes: o.Nodes, Bin: s.Bin,
@@ -110,6 +116,9 @@ func Up(ctx context.Context, o Options) (*Stack, error) {
 		}
 		s.Cluster = c
 	} else {
+		return nil, err
+	}
+	if err := s.push(ctx, s.Images["txmesh"]); err != nil {
 		return nil, err
 	}
 	s.Timing["cluster"] = time.Since(t)
@@ -175,5 +184,15 @@ func (s *Stack) buildImages(ctx context.Context, tag string) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// push uploads a txmesh image to the cluster's registry, which the nodes pull it from.
+func (s *Stack) push(ctx context.Context, img images.Image) error {
+	d, err := s.Cluster.Push(ctx, img.Path, img.Ref)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.log, "deploy: pushed %s (%s) to the registry at %s\n", img.Ref, d, s.Cluster.Registry())
 	return nil
 }
