@@ -217,6 +217,9 @@ func (e *env) runScenario(ctx context.Context, sc scenario, seed uint64) *Row {
 	e.logf("scenario %s: %s in %.0fs — purchases %d, lost %d, 202-missing %d, client 5xx %d, failed %d",
 		sc.name, map[bool]string{true: "PASS", false: "FAIL"}[row.Passed], row.Seconds, row.Purchases, row.Lost,
 		row.Missing202, row.Client5xx, row.Failed)
+	if len(row.Client.Why5xx) > 0 {
+		e.logf("scenario %s: the clients' 5xx answers: %v", sc.name, row.Client.Why5xx)
+	}
 	return row
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -37,6 +38,7 @@ type driver struct {
 
 	attempts, accepted, failed, skipped atomic.Int64
 	status5xx, connErrors, status4xx    atomic.Int64
+	why5xx                              map[string]int64 // "503 unavailable: <message>" → count (under mu)
 }
 
 func newClient(t deploy.TLS) (*http.Client, error) {
@@ -65,7 +67,7 @@ func newClient(t deploy.TLS) (*http.Client, error) {
 
 func newDriver(url string, client *http.Client, rate float64, seed uint64, scenario string) *driver {
 	return &driver{url: url, client: client, rate: rate, rng: rand.New(rand.NewPCG(seed, 7)), scenar: scenario,
-		ok202: map[string]bool{}, stopped: make(chan struct{})}
+		ok202: map[string]bool{}, why5xx: map[string]int64{}, stopped: make(chan struct{})}
 }
 
 // run sends until ctx ends, then waits for the requests in flight.
@@ -159,6 +161,7 @@ func (d *driver) try(key string, body []byte) (retryAfter time.Duration, done bo
 		return 0, true
 	case resp.StatusCode >= 500:
 		d.status5xx.Add(1)
+		d.note5xx(resp.StatusCode, b)
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 			return time.Duration(s) * time.Second, false
 		}
@@ -168,6 +171,34 @@ func (d *driver) try(key string, body []byte) (retryAfter time.Duration, done bo
 		d.failed.Add(1)
 		return 0, true
 	}
+}
+
+// note5xx tallies a 5xx answer by status, error code and message (cut at 120 bytes), so a
+// failed scenario says what the clients were told.
+func (d *driver) note5xx(status int, body []byte) {
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	why := fmt.Sprintf("%d", status)
+	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
+		msg := e.Error.Message
+		if len(msg) > 120 {
+			msg = msg[:120]
+		}
+		why += " " + e.Error.Code + ": " + msg
+	} else {
+		why += " (no JSON error body)"
+	}
+	d.mu.Lock()
+	if len(d.why5xx) < 20 {
+		d.why5xx[why]++
+	} else if _, ok := d.why5xx[why]; ok {
+		d.why5xx[why]++
+	}
+	d.mu.Unlock()
 }
 
 // accepted202 lists the ids the Store answered 202 for.
@@ -194,12 +225,23 @@ type clientStats struct {
 	MissingFrom int64 `json:"missing_202"`  // 202-answered purchases the Store does not have, or not final
 	NotFinal    int64 `json:"not_final"`    // of those: present but still pending after the drain
 	Checked     int64 `json:"checked_202s"` // 202s looked up after the audit
+	// Why5xx counts the 5xx answers by status, error code and message (at most 20 distinct).
+	Why5xx map[string]int64 `json:"status_5xx_by,omitempty"`
 }
 
 func (d *driver) stats() clientStats {
 	return clientStats{Sent: d.seq.Load(), Accepted: d.accepted.Load(), Failed: d.failed.Load(),
 		Skipped: d.skipped.Load(), Attempts: d.attempts.Load(), Status5xx: d.status5xx.Load(),
-		Status4xx: d.status4xx.Load(), ConnErrors: d.connErrors.Load()}
+		Status4xx: d.status4xx.Load(), ConnErrors: d.connErrors.Load(), Why5xx: d.why5xxCopy()}
+}
+
+func (d *driver) why5xxCopy() map[string]int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.why5xx) == 0 {
+		return nil
+	}
+	return maps.Clone(d.why5xx)
 }
 
 // verify202s looks every accepted purchase up in the Store after the drain: each must exist and be final

@@ -193,6 +193,11 @@ type commitWatch struct {
 }
 
 func (e *env) watchCommits(ctx context.Context) *commitWatch {
+	return e.watchCounter(ctx, "app=bank", "bank_transactions_total")
+}
+
+// watchCounter samples the sum of a counter over the pods of selector every 250 ms (as watchCommits does).
+func (e *env) watchCounter(ctx context.Context, selector, name string) *commitWatch {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &commitWatch{stop: cancel, done: make(chan struct{}), first: time.Now()}
 	go func() {
@@ -204,7 +209,7 @@ func (e *env) watchCommits(ctx context.Context) *commitWatch {
 				return
 			case <-time.After(250 * time.Millisecond):
 			}
-			pods, err := e.podsOf(ctx, "app=bank")
+			pods, err := e.podsOf(ctx, selector)
 			if err != nil {
 				continue
 			}
@@ -213,7 +218,7 @@ func (e *env) watchCommits(ctx context.Context) *commitWatch {
 				if p.Status.PodIP == "" {
 					continue
 				}
-				v, err := metric(ctx, p.Status.PodIP, "bank_transactions_total")
+				v, err := metric(ctx, p.Status.PodIP, name)
 				if err != nil {
 					continue
 				}
