@@ -53,6 +53,8 @@ func group(cg, comm string) string {
 		return "PostgreSQL instances (6, with their instance managers)"
 	case comm == "bank" || comm == "store":
 		return "bank and store pods"
+	case comm == "prometheus":
+		return "Prometheus"
 	default:
 		return "add-ons and other pods (CoreDNS, local-path, CloudNativePG operator, pause)"
 	}

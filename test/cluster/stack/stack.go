@@ -80,6 +80,9 @@ func prepare(ctx context.Context, o *Options) (*Stack, error) {
 	if err := s.buildImages(ctx, o.Tag); err != nil {
 		return nil, err
 	}
+	if err := s.buildPrometheus(ctx); err != nil {
+		return nil, err
+	}
 	s.Timing["images"] = time.Since(t)
 	return s, nil
 }
@@ -132,6 +135,9 @@ func Up(ctx context.Context, o Options) (*Stack, error) {
 	}
 	t = time.Now()
 	if err := s.addons(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.deployPrometheus(ctx); err != nil {
 		return nil, err
 	}
 	s.Timing["addons"] = time.Since(t)
