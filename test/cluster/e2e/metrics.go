@@ -262,14 +262,28 @@ func dashboardMetrics(ctx context.Context, e *env, r *Row) error {
 			strings.Join(jobs, ", "))
 	}
 	r.Checks = append(r.Checks, "Prometheus "+deploy.PrometheusURL+" targets up: "+strings.Join(jobs, ", "))
-	// Grafana's defaults: the namespace variable's value, $__rate_interval for a 5 s scrape (4 × scrape
-	// interval, at least 1m in Grafana's default min interval handling), $__range the run so far.
-	vars := map[string]string{"namespace": namespace, "datasource": "prometheus", "__rate_interval": "1m",
-		"__interval": "15s", "__range": "10m"}
+	series, err := e.runQueries(ctx, queries)
+	if err != nil {
+		return err
+	}
+	r.Checks = append(r.Checks, fmt.Sprintf("dashboard %s: all %d queries (panels and variables) returned data, %d series",
+		DashboardPath, len(queries), series))
+	return nil
+}
+
+// dashboardVars are Grafana's values for the dashboard's variables: the namespace variable's default, the
+// datasource, $__rate_interval as Grafana computes it for a datasource with the default 15 s scrape interval
+// (4 × 15 s), $__range a window the run's data covers.
+var dashboardVars = map[string]string{"namespace": namespace, "datasource": "prometheus", "__rate_interval": "1m",
+	"__interval": "15s", "__range": "10m"}
+
+// runQueries runs each query (variables expanded) against the cluster's Prometheus and returns the number of
+// series they returned; a query that fails, or returns no series with a number, is an error naming its panel.
+func (e *env) runQueries(ctx context.Context, queries []panelQuery) (int, error) {
 	var empty []string
 	series := 0
 	for _, q := range queries {
-		expr, err := expand(q.Expr, vars)
+		expr, err := expand(q.Expr, dashboardVars)
 		if err != nil {
 			empty = append(empty, fmt.Sprintf("%q/%s: %v", q.Panel, q.RefID, err))
 			continue
@@ -284,10 +298,8 @@ func dashboardMetrics(ctx context.Context, e *env, r *Row) error {
 		series += n
 	}
 	if len(empty) > 0 {
-		return fmt.Errorf("%s: %d of %d queries without data: %s", DashboardPath, len(empty), len(queries),
+		return series, fmt.Errorf("%s: %d of %d queries without data: %s", DashboardPath, len(empty), len(queries),
 			strings.Join(empty, "; "))
 	}
-	r.Checks = append(r.Checks, fmt.Sprintf("dashboard %s: all %d queries (panels and variables) returned data, %d series",
-		DashboardPath, len(queries), series))
-	return nil
+	return series, nil
 }

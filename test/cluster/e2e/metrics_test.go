@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +13,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/txmesh/txmesh/test/cluster/build"
 	"github.com/txmesh/txmesh/test/cluster/deploy"
@@ -26,8 +31,7 @@ func readDashboard(t *testing.T) []byte {
 	return b
 }
 
-var testVars = map[string]string{"namespace": "txmesh", "datasource": "prometheus", "__rate_interval": "1m",
-	"__interval": "15s", "__range": "10m"}
+var testVars = dashboardVars
 
 // The dashboard: every panel has a query on the Prometheus datasource variable, every query expands, and the
 // dashboard shows what docs/kubernetes.md promises.
@@ -211,4 +215,69 @@ func TestDashboardConfigMap(t *testing.T) {
 		return
 	}
 	t.Fatal("flux/infrastructure/configs renders no ConfigMap txmesh-dashboard")
+}
+
+// The query check goes through the API server's service proxy to Prometheus (here a fake API server that
+// answers as Prometheus would) and fails naming each panel whose query has no data: no series, only NaN, or
+// an error from Prometheus. The real dashboard's queries pass when every one has a series.
+func TestRunQueriesNamesPanelsWithoutData(t *testing.T) {
+	const path = "/api/v1/namespaces/monitoring/services/prometheus:http/proxy/api/v1/query"
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != path {
+			http.Error(w, "not the service proxy: "+r.URL.Path, http.StatusNotFound)
+			return
+		}
+		q := r.URL.Query().Get("query")
+		asked = append(asked, q)
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.Contains(q, "bad("):
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"status":"error","errorType":"bad_data","error":"parse error"}`)
+		case strings.Contains(q, "store_breaker_transitions_total"):
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
+		case strings.Contains(q, "nan_only"):
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"NaN"]}]}}`)
+		default:
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"pod":"p"},"value":[1,"0"]}]}}`)
+		}
+	}))
+	defer srv.Close()
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL, QPS: 1000, Burst: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{cs: cs}
+	real, err := dashboardQueries(readDashboard(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := e.runQueries(context.Background(), real)
+	if err != nil || n != len(real) {
+		t.Fatalf("the dashboard's queries with data everywhere: %d series, %v", n, err)
+	}
+	for _, q := range asked {
+		if strings.Contains(q, "$namespace") || strings.Contains(q, "$__") {
+			t.Errorf("variables not expanded: %q", q)
+		}
+	}
+	if !strings.Contains(strings.Join(asked, "\n"), `store_outbox_backlog{namespace="txmesh"}`) {
+		t.Errorf("no query for the txmesh namespace: %q", asked)
+	}
+	broken := append(real[:2:2],
+		panelQuery{Panel: "Breaker transitions", RefID: "A", Expr: `sum(increase(store_breaker_transitions_total{namespace="$namespace"}[$__range]))`},
+		panelQuery{Panel: "Only NaN", RefID: "B", Expr: `nan_only`},
+		panelQuery{Panel: "Typo", RefID: "C", Expr: `bad(`},
+		panelQuery{Panel: "Unknown variable", RefID: "D", Expr: `up{pod="$pod"}`})
+	_, err = e.runQueries(context.Background(), broken)
+	if err == nil {
+		t.Fatal("queries without data passed")
+	}
+	for _, want := range []string{`"Breaker transitions"/A: no data`, `"Only NaN"/B: no data`, `"Typo"/C: prometheus: bad_data`,
+		`"Unknown variable"/D: unknown variable(s) $pod`, "4 of 6 queries without data"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
 }
