@@ -85,8 +85,9 @@ type env struct {
 	c      *kube.Cluster
 	cs     kubernetes.Interface
 	client *http.Client
-	store  string // https://<store ClusterIP>:8080
-	image  string // the txmesh image deployed
+	store  string        // https://<store ClusterIP>:8080
+	image  string        // the txmesh image deployed
+	gitops *stack.GitOps // the Git server Flux reconciles from, once cd-bootstrap ran
 	opts   Options
 	log    io.Writer
 }

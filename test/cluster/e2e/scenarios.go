@@ -50,6 +50,13 @@ func scenarios() []scenario {
 		{name: "negative-control", negative: true,
 			what: "bank-db switched to asynchronous replication, WAL shipping blocked, the primary's node cut: must lose",
 			run:  negativeControl},
+		// Continuous delivery (e2e/cd.go) last: Flux would revert the hand changes of the scenarios above.
+		{name: "cd-bootstrap", what: "Flux installed, the checkout in the Git server: every Kustomization Ready, the apps Flux's",
+			noClientErrors: true, run: cdBootstrap},
+		{name: "cd-drift", what: "a hand edit of a Flux-owned object (hpa/store minReplicas) is reverted by Flux",
+			noClientErrors: true, run: cdDrift},
+		{name: "cd-release", what: "tag 1.0.1 pushed to the registry: image automation commits it, Flux rolls it out",
+			noClientErrors: true, run: cdRelease},
 	}
 }
 
