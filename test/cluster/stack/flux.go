@@ -52,7 +52,9 @@ func (s *Stack) StartGit(ctx context.Context) (*GitOps, error) {
 	if err != nil {
 		return nil, err
 	}
-	rev, err := git(ctx, s.Repo, "stash", "create", "e2e: the working tree's changes")
+	// An identity of its own: the commit is made where none may be configured (a fresh runner).
+	rev, err := git(ctx, s.Repo, "-c", "user.name=txmesh e2e", "-c", "user.email=e2e@txmesh.invalid",
+		"stash", "create", "e2e: the working tree's changes")
 	if err != nil {
 		return nil, err
 	}
