@@ -80,6 +80,9 @@ func prepare(ctx context.Context, o *Options) (*Stack, error) {
 	if err := s.buildImages(ctx, o.Tag); err != nil {
 		return nil, err
 	}
+	if err := s.buildNetpol(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.buildPrometheus(ctx); err != nil {
 		return nil, err
 	}
@@ -134,6 +137,9 @@ func Up(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	t = time.Now()
+	if err := s.deployNetpol(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.addons(ctx); err != nil {
 		return nil, err
 	}
