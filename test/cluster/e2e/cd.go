@@ -183,3 +183,30 @@ func cdRelease(ctx context.Context, e *env, r *Row) error {
 		r.Times["push_to_applied"], r.Times["push_to_rolled_out"]))
 	return nil
 }
+
+// suspendFlux suspends the apps Kustomization (spec.suspend, as `flux suspend kustomization apps`) when Flux
+// runs, for a scenario after the CD block that changes the deployment by hand, and waits until no
+// reconciliation is in flight (one could still apply Git's state over the hand change). It stays suspended.
+func (e *env) suspendFlux(ctx context.Context, r *Row) error {
+	if e.gitops == nil {
+		return nil
+	}
+	if _, err := e.kubectl(ctx, "kubectl", "-n", deploy.FluxNamespace, "patch", "kustomizations.kustomize.toolkit.fluxcd.io",
+		"apps", "--type=merge", "-p", `{"spec":{"suspend":true}}`); err != nil {
+		return err
+	}
+	if err := e.s.Apply.Wait(ctx, stack.FluxKustomizations, deploy.FluxNamespace, "apps", 5*time.Minute,
+		func(o *unstructured.Unstructured) (bool, string) {
+			conds, _, _ := unstructured.NestedSlice(o.Object, "status", "conditions")
+			for _, c := range conds {
+				if m, _ := c.(map[string]any); m["type"] == "Reconciling" && m["status"] == "True" {
+					return false, fmt.Sprintf("reconciling: %v", m["message"])
+				}
+			}
+			return true, ""
+		}); err != nil {
+		return err
+	}
+	r.Checks = append(r.Checks, "Flux's apps Kustomization suspended first (this scenario changes the deployment by hand)")
+	return nil
+}

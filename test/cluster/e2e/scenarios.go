@@ -47,16 +47,17 @@ func scenarios() []scenario {
 			noClientErrors: true, run: rollingUpdate},
 		{name: "bad-release", what: "a release whose Bank configuration names a CA file that does not exist: stalls, undone",
 			noClientErrors: true, run: badRelease},
-		{name: "negative-control", negative: true,
-			what: "bank-db switched to asynchronous replication, WAL shipping blocked, the primary's node cut: must lose",
-			run:  negativeControl},
-		// Continuous delivery (e2e/cd.go) last: Flux would revert the hand changes of the scenarios above.
+		// Continuous delivery (e2e/cd.go) after the scenarios that change the deployment by hand, which Flux
+		// would revert; the negative control, whose loss stays in the databases, last.
 		{name: "cd-bootstrap", what: "Flux installed, the checkout in the Git server: every Kustomization Ready, the apps Flux's",
 			noClientErrors: true, run: cdBootstrap},
 		{name: "cd-drift", what: "a hand edit of a Flux-owned object (hpa/store minReplicas) is reverted by Flux",
 			noClientErrors: true, run: cdDrift},
 		{name: "cd-release", what: "tag 1.0.1 pushed to the registry: image automation commits it, Flux rolls it out",
 			noClientErrors: true, run: cdRelease},
+		{name: "negative-control", negative: true,
+			what: "bank-db switched to asynchronous replication, WAL shipping blocked, the primary's node cut: must lose",
+			run:  negativeControl},
 	}
 }
 
@@ -559,6 +560,9 @@ func tagOf(ref string) string { return ref[strings.LastIndex(ref, ":")+1:] }
 // negativeControl takes away what the HA design relies on — synchronous replication — and then fails the
 // primary's node with WAL not yet shipped: the audit must report the acknowledged transactions that are lost.
 func negativeControl(ctx context.Context, e *env, r *Row) error {
+	if err := e.suspendFlux(ctx, r); err != nil {
+		return err
+	}
 	async := `- op: remove
   path: /spec/postgresql/synchronous`
 	if err := e.s.Deploy(ctx, tagOf(e.image), map[string]string{"Cluster/bank-db": async}); err != nil {
