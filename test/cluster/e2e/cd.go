@@ -54,6 +54,8 @@ func cdBootstrap(ctx context.Context, e *env, r *Row) error {
 	if owner := dep.Labels["kustomize.toolkit.fluxcd.io/name"]; owner != "apps" {
 		return fmt.Errorf("deployment store is not Flux's: label kustomize.toolkit.fluxcd.io/name=%q", owner)
 	}
+	// What Git says runs now (a rollout by hand before the block has been undone by Flux).
+	e.image = dep.Spec.Template.Spec.Containers[0].Image
 	r.Checks = append(r.Checks, fmt.Sprintf("git server %s at %s; Flux controllers up in %.0f s; Kustomizations %s "+
 		"Ready at %s in %.0f s; bank, store and their databases now labelled as Flux's apps",
 		g.URL, head[:12], r.Times["flux_installed"], strings.Join(fluxKustomizations, " → "), head[:12],
