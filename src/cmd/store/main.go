@@ -70,6 +70,8 @@ type settings struct {
 	Bank      bankSettings
 	Generator store.GeneratorConfig
 	Relay     relay.Config
+	// RideThrough: how long a purchase waits for an unavailable store-db (a switchover) before its 503.
+	RideThrough time.Duration `env:"DB_RIDE_THROUGH" envDefault:"15s"`
 }
 
 // validate checks what serve needs; migrate needs the database only.
@@ -79,6 +81,9 @@ func (s settings) validate() error {
 	if !payment.ValidIdentifier(s.StoreID) {
 		errs = append(errs, fmt.Errorf("STORE_ID %q must be 1-64 characters of [A-Za-z0-9._-] (set it when the "+
 			"host name is not)", s.StoreID))
+	}
+	if s.RideThrough < 0 {
+		errs = append(errs, fmt.Errorf("DB_RIDE_THROUGH %v must be >= 0", s.RideThrough))
 	}
 	return errors.Join(errs...)
 }
@@ -146,7 +151,7 @@ func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net
 		"bank_url", cfg.Bank.URL, "bank_timeout", cfg.Bank.Timeout, "bank_ca_file", cfg.Bank.CAFile,
 		"bank_client_cert_file", cfg.Bank.CertFile, "generator", cfg.Generator,
 		"http_max_in_flight", cfg.Server.MaxInFlight,
-		"drain_delay", cfg.Server.DrainDelay, "shutdown_timeout", cfg.Server.ShutdownTimeout)
+		"db_ride_through", cfg.RideThrough, "drain_delay", cfg.Server.DrainDelay, "shutdown_timeout", cfg.Server.ShutdownTimeout)
 	db, err := postgres.Open(cfg.DB)
 	if err != nil {
 		return err
@@ -170,6 +175,7 @@ func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net
 	reg.MustRegister(collectors.NewDBStatsCollector(sqlDB, "store"))
 	metrics := store.NewMetrics(reg)
 	repo := store.NewRepository(db, cfg.StoreID)
+	repo.SetRideThrough(cfg.RideThrough)
 	rl := relay.New(repo, bank, cfg.StoreID+"/"+uuid.NewString()[:8], cfg.Relay, reg, log.With("component", "relay"))
 	repo.OnCreate(rl.Wake)
 	health := web.NewHealth(postgres.ReadyCheck(sqlDB, store.Migrations()))

@@ -127,6 +127,8 @@ func TestConfigurationErrors(t *testing.T) {
 			"BANK_CLIENT_CERT_FILE": "/x"}, "BANK_CLIENT_KEY_FILE"},
 		{"bad timeout", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank", "BANK_TIMEOUT": "0s"},
 			"BANK_TIMEOUT"},
+		{"negative ride-through", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank", "DB_RIDE_THROUGH": "-1s"},
+			"DB_RIDE_THROUGH"},
 		{"bad store id", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank", "STORE_ID": "a b"},
 			"STORE_ID"},
 		{"bad generator", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank",

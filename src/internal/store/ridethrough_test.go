@@ -22,6 +22,8 @@ func TestCreateRidesThroughAShortOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo := NewRepository(openDB(t, srv.DSN("store")), "store-test")
+	const rideThrough = 3 * time.Second
+	repo.SetRideThrough(rideThrough)
 	if _, _, err := repo.Create(ctx, sampleIn("warm-up")); err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func newClient(t deploy.TLS) (*http.Client, error) {
 		return nil, err
 	}
 	return &http.Client{
-		Timeout: 10 * time.Second,
+		Timeout: 20 * time.Second, // above the Store's DB_RIDE_THROUGH (15 s): a switchover is a slow answer, not a timeout
 		Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert},
 				ServerName: "store.txmesh.svc.cluster.local", MinVersion: tls.VersionTLS12},
