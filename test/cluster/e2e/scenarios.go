@@ -41,7 +41,7 @@ func scenarios() []scenario {
 			run: nodeFailure(false)},
 		{name: "node-cut", what: "the node holding both databases' primaries is cut off (its link down) for 90 s, then reconnected",
 			run: nodeFailure(true)},
-		{name: "drain", what: "kubectl drain of the node holding the bank-db primary under load; PDBs, CNPG switchover",
+		{name: "drain", what: "kubectl drain of the node holding both databases' primaries under load; PDBs, CNPG switchovers",
 			noClientErrors: true, run: drain},
 		{name: "rolling-update", what: "a new image tag for the Bank and the Store, rolled out under load",
 			noClientErrors: true, run: rollingUpdate},
@@ -389,6 +389,22 @@ func drain(ctx context.Context, e *env, r *Row) error {
 	if err != nil {
 		return err
 	}
+	bank, store := e.watchCommits(ctx), e.watchCounter(ctx, "app=store", "store_purchases_created_total")
+	defer bank.close()
+	defer store.close()
+	// Both primaries on the drained node: two switchovers under load, the Store's included, and still no
+	// client may see an error (the promotion of the store-db instance there is a switchover too).
+	t0 := time.Now()
+	if err := e.colocatePrimary(ctx, "store-db", p.Node); err != nil {
+		return err
+	}
+	if time.Since(t0) > time.Second {
+		r.Times["promote_longest_store_create_gap"] = store.longestGap(t0, time.Now()).Seconds()
+	}
+	sp, err := e.primary(ctx, "store-db")
+	if err != nil {
+		return err
+	}
 	t := time.Now()
 	if _, err := e.kubectl(ctx, "kubectl", "drain", p.Node, "--ignore-daemonsets", "--delete-emptydir-data",
 		"--timeout=6m", "--pod-selector=cnpg.io/podRole!=instance"); err != nil {
@@ -411,6 +427,16 @@ func drain(ctx context.Context, e *env, r *Row) error {
 	}
 	r.Checks = append(r.Checks, fmt.Sprintf("%s drained in %.0f s (PDBs respected); bank-db primary %s → %s on %s",
 		p.Node, time.Since(t).Seconds(), p.Pod, newP.Pod, newP.Node))
+	newS, err := e.primary(ctx, "store-db")
+	if err != nil {
+		return err
+	}
+	if newS.Node == p.Node {
+		return fmt.Errorf("store-db primary still on the drained node %s", p.Node)
+	}
+	r.Checks = append(r.Checks, fmt.Sprintf("store-db primary %s → %s on %s", sp.Pod, newS.Pod, newS.Node))
+	r.Times["longest_bank_gap"] = bank.longestGap(t, time.Now()).Seconds()
+	r.Times["longest_store_create_gap"] = store.longestGap(t, time.Now()).Seconds()
 	if err := sleepCtx(ctx, 20*time.Second); err != nil {
 		return err
 	}
