@@ -256,7 +256,13 @@ func write(res *Result, dir string) error {
 func schedule(names []string) ([]scenario, error) {
 	all := scenarios()
 	if len(names) == 0 {
-		return all, nil
+		var def []scenario
+		for _, s := range all {
+			if !s.optIn {
+				def = append(def, s)
+			}
+		}
+		return def, nil
 	}
 	var out []scenario
 	var known []string

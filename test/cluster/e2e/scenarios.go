@@ -22,6 +22,7 @@ type scenario struct {
 	name, what     string
 	negative       bool // the negative control: must lose, and the audit must say so
 	noClientErrors bool // the scenario promises purchase clients see no 5xx and no failure
+	optIn          bool // left out of the default schedule: runs only when E2E_SCENARIOS names it
 	run            func(ctx context.Context, e *env, r *Row) error
 }
 
@@ -50,13 +51,14 @@ func scenarios() []scenario {
 		{name: "bad-release", what: "a release whose Bank configuration names a CA file that does not exist: stalls, undone",
 			noClientErrors: true, run: badRelease},
 		// Continuous delivery (e2e/cd.go) after the scenarios that change the deployment by hand, which Flux
-		// would revert; the negative control, whose loss stays in the databases, last.
+		// would revert; the negative control, whose loss stays in the databases, last. Opt-in until the
+		// negative control has passed after it (it did not in the first run: Flux co-owned the field it removes).
 		{name: "cd-bootstrap", what: "Flux installed, the checkout in the Git server: every Kustomization Ready, the apps Flux's",
-			noClientErrors: true, run: cdBootstrap},
+			noClientErrors: true, optIn: true, run: cdBootstrap},
 		{name: "cd-drift", what: "a hand edit of a Flux-owned object (hpa/store minReplicas) is reverted by Flux",
-			noClientErrors: true, run: cdDrift},
+			noClientErrors: true, optIn: true, run: cdDrift},
 		{name: "cd-release", what: "tag 1.0.1 pushed to the registry: image automation commits it, Flux rolls it out",
-			noClientErrors: true, run: cdRelease},
+			noClientErrors: true, optIn: true, run: cdRelease},
 		{name: "negative-control", negative: true,
 			what: "bank-db switched to asynchronous replication, WAL shipping blocked, the primary's node cut: must lose",
 			run:  negativeControl},
@@ -593,7 +595,14 @@ func negativeControl(ctx context.Context, e *env, r *Row) error {
 	}
 	async := `- op: remove
   path: /spec/postgresql/synchronous`
-	if err := e.s.Deploy(ctx, tagOf(e.image), map[string]string{"Cluster/bank-db": async}); err != nil {
+	if e.gitops != nil {
+		// Flux's field manager co-owns spec.postgresql.synchronous: an apply that leaves it out does not
+		// remove it, a JSON patch does.
+		if _, err := e.kubectl(ctx, "kubectl", "-n", namespace, "patch", "clusters.postgresql.cnpg.io", "bank-db",
+			"--type=json", "-p", `[{"op":"remove","path":"/spec/postgresql/synchronous"}]`); err != nil {
+			return err
+		}
+	} else if err := e.s.Deploy(ctx, tagOf(e.image), map[string]string{"Cluster/bank-db": async}); err != nil {
 		return err
 	}
 	defer func() {
