@@ -33,7 +33,7 @@ func scenarios() []scenario {
 		{name: "metrics", what: "every query of the Grafana dashboard answered with data by the cluster's Prometheus after the load",
 			run: dashboardMetrics},
 		{name: "network-policies", what: "NetworkPolicies enforced (kube-network-policies): the flows the system needs work under load, the others are refused",
-			run: networkPolicies},
+			optIn: true, run: networkPolicies},
 		{name: "bank-outage", what: "every Bank pod gone for 75 s: the Store keeps accepting, the breakers open; Bank back: drained",
 			run: bankOutage},
 		{name: "bank-db-failover", what: "bank-db primary: kill -9 of PostgreSQL from its node, then deletion of the primary pod",
