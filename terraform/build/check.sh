@@ -6,6 +6,7 @@
 #
 #   terraform/build/check.sh          build what is not cached, then check
 #   terraform/build/check.sh build    only build (and fill the mirror)
+#   terraform/build/check.sh paths    build, then print tofu=<binary> and mirror=<directory>
 #
 # TF_CACHE (default ~/.cache/txmesh/terraform) holds tofu-<version>/, provider builds and the mirror. Builds run
 # under `nice -n 19` and take /tmp/txmesh-heavy.lock (shared with the other long CPU-bound jobs on the machine)
@@ -67,6 +68,8 @@ for p in "${PROVIDERS[@]}"; do
 done
 TF_CLI_CONFIG_FILE=/dev/null "$tofu_bin" version
 [ "${1:-}" = build ] && exit 0
+# `paths`: where the binary and the mirror are (make e2e applies terraform/kubernetes with them).
+if [ "${1:-}" = paths ]; then printf 'tofu=%s\nmirror=%s\n' "$tofu_bin" "$mirror"; exit 0; fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -32,6 +32,8 @@ func scenarios() []scenario {
 		{name: "steady", what: "every pod Ready, probes passing, purchases flowing for 60 s", run: steady},
 		{name: "metrics", what: "every query of the Grafana dashboard answered with data by the cluster's Prometheus after the load",
 			run: dashboardMetrics},
+		{name: "terraform", what: "OpenTofu applies terraform/kubernetes (the production StorageClass, kubectl provider) to the cluster, plans no change, destroys",
+			run: terraformApply},
 		{name: "network-policies", what: "NetworkPolicies enforced (kube-network-policies): the flows the system needs work under load, the others are refused",
 			optIn: true, run: networkPolicies},
 		{name: "bank-outage", what: "every Bank pod gone for 75 s: the Store keeps accepting, the breakers open; Bank back: drained",
