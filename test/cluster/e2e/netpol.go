@@ -267,7 +267,7 @@ func networkPolicies(ctx context.Context, e *env, r *Row) error {
 	ds, err := e.s.Apply.Dynamic().Resource(deploy.DaemonSets).Namespace(deploy.NetpolNamespace).Get(ctx,
 		deploy.NetpolName, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("the NetworkPolicy enforcer (deployed only with E2E_NETPOL=1): %w", err)
+		return fmt.Errorf("the NetworkPolicy enforcer: %w", err)
 	}
 	if ok, why := deploy.DaemonSetReady(ds); !ok {
 		return fmt.Errorf("the NetworkPolicy enforcer is not ready on every node: %s", why)

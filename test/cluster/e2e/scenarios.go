@@ -35,7 +35,7 @@ func scenarios() []scenario {
 		{name: "terraform", what: "OpenTofu applies terraform/kubernetes (the production StorageClass, kubectl provider) to the cluster, plans no change, destroys",
 			run: terraformApply},
 		{name: "network-policies", what: "NetworkPolicies enforced (kube-network-policies): the flows the system needs work under load, the others are refused",
-			optIn: true, run: networkPolicies},
+			run: networkPolicies},
 		{name: "bank-outage", what: "every Bank pod gone for 75 s: the Store keeps accepting, the breakers open; Bank back: drained",
 			run: bankOutage},
 		{name: "bank-db-failover", what: "bank-db primary: kill -9 of PostgreSQL from its node, then deletion of the primary pod",
@@ -144,13 +144,20 @@ func bankOutage(ctx context.Context, e *env, r *Row) error {
 	gone := time.Now()
 	var maxBacklog int64
 	breakerOpen := map[string]bool{}
+	unread := map[string]error{} // pods whose last read of the breaker state failed
 	for time.Since(gone) < 75*time.Second {
 		if o, err := e.outbox(ctx); err == nil {
 			maxBacklog = max(maxBacklog, o.Backlog)
 		}
 		stores, _ := e.podsOf(ctx, "app=store")
 		for _, p := range stores {
-			if v, err := metric(ctx, p.Status.PodIP, "store_breaker_state"); err == nil && v == 2 {
+			v, err := metric(ctx, p.Status.PodIP, "store_breaker_state")
+			if err != nil {
+				unread[p.Name] = err
+				continue
+			}
+			delete(unread, p.Name)
+			if v == 2 {
 				breakerOpen[p.Name] = true
 			}
 		}
@@ -182,6 +189,10 @@ func bankOutage(ctx context.Context, e *env, r *Row) error {
 		return fmt.Errorf("backlog only reached %d: the Store did not keep accepting", maxBacklog)
 	}
 	if len(breakerOpen) < len(stores) {
+		for pod, err := range unread {
+			return fmt.Errorf("breaker open on %d of %d Store pods; the state of %s unreadable: %v",
+				len(breakerOpen), len(stores), pod, err.Error())
+		}
 		return fmt.Errorf("breaker open on %d of %d Store pods", len(breakerOpen), len(stores))
 	}
 	return nil

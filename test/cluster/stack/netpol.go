@@ -2,7 +2,6 @@ package stack
 
 import (
 	"context"
-	"os"
 	"time"
 
 	"github.com/txmesh/txmesh/test/cluster/build"
@@ -30,16 +29,7 @@ func (s *Stack) buildNetpol(ctx context.Context) error {
 // deployNetpol imports the enforcer's image into every node, applies upstream's install.yaml (deploy.Netpol)
 // and waits until an agent is ready on every node, before anything of txmesh starts: every txmesh pod is
 // under its NetworkPolicies from its first packet.
-//
-// Opt-in (E2E_NETPOL=1): with the policies enforced, the bank-outage row failed (the Stores' breakers did not
-// open: with no Bank endpoint, kube-proxy's reject of the Service address never reaches the Store pod, whose
-// ingress policy drops it, so the relay sees timeouts instead of refusals). Without the enforcer the e2e
-// overlay's NetworkPolicies are inert, as before.
 func (s *Stack) deployNetpol(ctx context.Context) error {
-	if os.Getenv("E2E_NETPOL") != "1" {
-		s.logf("NetworkPolicy enforcer not deployed (E2E_NETPOL=1 deploys it; the policies are inert without it)")
-		return nil
-	}
 	img := s.Images["netpol"]
 	if err := s.Cluster.ImportImage(ctx, img.Path); err != nil {
 		return err
