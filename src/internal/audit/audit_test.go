@@ -170,6 +170,24 @@ func TestCleanWorld(t *testing.T) {
 	}
 }
 
+// TestCanaryProbesAreCounted: a canary check's transaction (store flagger-load, its debit in the balance) is
+// the Bank's alone by design: counted as a probe, the world stays clean.
+func TestCanaryProbesAreCounted(t *testing.T) {
+	w := newWorld(t)
+	bankDSN := copyDB(t, w.bankDSN)
+	b := open(t, bankDSN)
+	exec(t, b, `INSERT INTO transactions (id, store_id, account_id, amount, currency, created_at, status)
+VALUES (?, 'flagger-load', 'ACC-000004', 10, 'EUR', now(), 'approved')`, uuid.New())
+	exec(t, b, "UPDATE accounts SET balance = balance - 10 WHERE id = 'ACC-000004'")
+	rep, err := audit.Run(context.Background(), sqlDB(t, w.storeDSN), sqlDB(t, bankDSN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Clean || rep.Bank.Probes != 1 || rep.Bank.Transactions != 12 {
+		t.Fatalf("one probe: clean %v, bank %+v, findings %+v", rep.Clean, rep.Bank, rep.Findings)
+	}
+}
+
 // TestDetectsEachDefect corrupts a copy of a consistent world in one way at a time and expects exactly the
 // defects that corruption makes: proof that the audit can fail.
 func TestDetectsEachDefect(t *testing.T) {
@@ -192,6 +210,16 @@ func TestDetectsEachDefect(t *testing.T) {
 VALUES (?, 'store-x', 'ACC-000004', 10, 'EUR', now(), 'approved')`, uuid.New())
 			exec(t, b, "UPDATE accounts SET balance = balance - 10 WHERE id = 'ACC-000004'")
 		}, map[audit.Category]int{audit.Unknown: 1}, ""},
+		{"extra bank row of another store named like a probe", func(t *testing.T, _, b *gorm.DB) {
+			exec(t, b, `INSERT INTO transactions (id, store_id, account_id, amount, currency, created_at, status)
+VALUES (?, 'flagger-loadtest', 'ACC-000004', 10, 'EUR', now(), 'approved')`, uuid.New())
+			exec(t, b, "UPDATE accounts SET balance = balance - 10 WHERE id = 'ACC-000004'")
+		}, map[audit.Category]int{audit.Unknown: 1}, ""},
+		{"canary probe debited twice", func(t *testing.T, _, b *gorm.DB) {
+			exec(t, b, `INSERT INTO transactions (id, store_id, account_id, amount, currency, created_at, status)
+VALUES (?, 'flagger-load', 'ACC-000004', 10, 'EUR', now(), 'approved')`, uuid.New())
+			exec(t, b, "UPDATE accounts SET balance = balance - 20 WHERE id = 'ACC-000004'")
+		}, map[audit.Category]int{audit.Imbalance: 1}, ""},
 		{"changed amount", func(t *testing.T, _, b *gorm.DB) {
 			exec(t, b, "UPDATE transactions SET amount = amount + 1 WHERE id = ?", a.ID)
 		}, map[audit.Category]int{audit.Mismatch: 1, audit.Imbalance: 1}, a.ID.String()},
