@@ -54,6 +54,8 @@ var Environments = map[string]Environment{
 	"production": {Production: true, Mesh: true, MinNodes: 3},
 	"e2e": {MinNodes: 3, CRDGroups: []string{"postgresql.cnpg.io", "source.toolkit.fluxcd.io",
 		"kustomize.toolkit.fluxcd.io", "image.toolkit.fluxcd.io"}, MemoryBudget: "4Gi", NoConfigs: true},
+	// kind on a GitHub runner (.github/workflows/e2e.yml): e2e's overlay, its images pulled from a registry.
+	"kind": {MinNodes: 3, CRDGroups: []string{"postgresql.cnpg.io"}},
 }
 
 // EnvironmentOf returns the Environment of an overlay or Flux cluster directory (by its last element).

@@ -36,6 +36,7 @@ type Options struct {
 	Seed      uint64
 	Out       string // results directory
 	Log       io.Writer
+	Attach    *Attach // run on a running kind cluster instead of the throwaway one
 }
 
 // Row is one scenario's result.
@@ -59,6 +60,7 @@ type Row struct {
 	Client     clientStats        `json:"client"`
 	Audit      *auditReport       `json:"audit,omitempty"`
 	Error      string             `json:"error,omitempty"`
+	NotRun     string             `json:"not_run,omitempty"` // why the scenario could not run here (attached); Passed is false
 }
 
 // Result is the whole run.
@@ -82,7 +84,7 @@ type Result struct {
 // env is what scenarios act on.
 type env struct {
 	s      *stack.Stack
-	c      *kube.Cluster
+	c      nodes
 	cs     kubernetes.Interface
 	client *http.Client
 	store  string        // https://<store ClusterIP>:8080
@@ -108,6 +110,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Attach != nil {
+		return runAttached(ctx, o, sched)
+	}
 	res := &Result{Rate: o.Rate, Seed: o.Seed, StartedAt: time.Now().UTC(), Timing: map[string]float64{}}
 	t0 := time.Now()
 	s, err := stack.Up(ctx, stack.Options{RepoRoot: o.Repo, Log: o.Log})
@@ -122,7 +127,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}()
 	}
 	res.Timing["cluster_up"] = time.Since(t0).Seconds()
-	e, err := newEnv(ctx, s, o)
+	e, err := newEnv(ctx, s, s.Cluster, o)
 	if err != nil {
 		return nil, err
 	}
@@ -155,8 +160,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, write(res, o.Out)
 }
 
-func newEnv(ctx context.Context, s *stack.Stack, o Options) (*env, error) {
-	cs, err := s.Cluster.Client()
+func newEnv(ctx context.Context, s *stack.Stack, c nodes, o Options) (*env, error) {
+	cs, err := s.Clientset()
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +169,7 @@ func newEnv(ctx context.Context, s *stack.Stack, o Options) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &env{s: s, c: s.Cluster, cs: cs, client: client, image: s.Images["txmesh"].Ref, opts: o, log: o.Log}
+	e := &env{s: s, c: c, cs: cs, client: client, image: s.Images["txmesh"].Ref, opts: o, log: o.Log}
 	if e.store, err = e.serviceURL(ctx, "store"); err != nil {
 		return nil, err
 	}

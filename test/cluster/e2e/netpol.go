@@ -492,7 +492,7 @@ func (e *env) enforcementLatency(ctx context.Context) ([2]time.Duration, error) 
 
 // enforcerPSS sums the proportional resident memory of the enforcer's processes on the nodes.
 func enforcerPSS(e *env) (float64, int) {
-	procs, err := e.c.Processes()
+	procs, err := e.s.Cluster.Processes()
 	if err != nil {
 		return 0, 0
 	}

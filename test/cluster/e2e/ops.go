@@ -102,7 +102,10 @@ func (e *env) waitPrimaryChange(ctx context.Context, cluster, old string, d time
 
 // killPostmaster kill -9s PostgreSQL's postmaster in the container, from the node (its process, not the pod).
 func (e *env) killPostmaster(p cnpgPrimary) error {
-	pids, err := e.c.ContainerPIDs(p.Node, p.ContainerID)
+	if e.s.Attached() {
+		return e.killPostmasterExec(p)
+	}
+	pids, err := e.s.Cluster.ContainerPIDs(p.Node, p.ContainerID)
 	if err != nil {
 		return err
 	}

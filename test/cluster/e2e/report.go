@@ -19,6 +19,9 @@ func (r *Result) Table(w io.Writer) {
 		if !s.Passed {
 			res = "**FAIL**"
 		}
+		if s.NotRun != "" {
+			res = "not run"
+		}
 		if s.Expect == "loss" {
 			res += " (must lose)"
 		}
@@ -33,6 +36,9 @@ func (r *Result) Table(w io.Writer) {
 		}
 		if s.Error != "" {
 			fmt.Fprintf(w, "- %s: ERROR %s\n", s.Name, s.Error)
+		}
+		if s.NotRun != "" {
+			fmt.Fprintf(w, "- %s: NOT RUN %s\n", s.Name, s.NotRun)
 		}
 	}
 	if r.Memory != nil {

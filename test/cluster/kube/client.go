@@ -135,6 +135,11 @@ func (c *Cluster) WaitNodeReady(ctx context.Context, name string, ready bool, d 
 	if err != nil {
 		return err
 	}
+	return WaitNodeReady(ctx, cs, name, ready, d)
+}
+
+// WaitNodeReady waits until the named node of any cluster reports Ready (or, with ready false, NotReady/Unknown).
+func WaitNodeReady(ctx context.Context, cs kubernetes.Interface, name string, ready bool, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
 		node, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})

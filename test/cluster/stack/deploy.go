@@ -65,11 +65,11 @@ func (s *Stack) addons(ctx context.Context) error {
 // deployTxmesh renders kustomize/overlays/e2e with the image tag, creates the apps' TLS Secrets, applies it
 // and waits for the databases, the seed Job and both services.
 func (s *Stack) deployTxmesh(ctx context.Context, tag string) error {
-	objs, err := RenderOverlay(s.Repo, tag, nil)
+	objs, err := s.render(tag, nil)
 	if err != nil {
 		return err
 	}
-	tlsDir := filepath.Join(s.Cluster.Layout().Dir, "apps-tls")
+	tlsDir := filepath.Join(s.dir(), "apps-tls")
 	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (s *Stack) WaitHealthy(ctx context.Context, d time.Duration) error {
 // Deploy applies the overlay again with the image at tag and, optionally, JSON patches by target
 // ("Kind/name" → RFC 6902 patch in YAML): a release as a GitOps controller would apply it. It does not wait.
 func (s *Stack) Deploy(ctx context.Context, tag string, patches map[string]string) error {
-	objs, err := RenderOverlay(s.Repo, tag, patches)
+	objs, err := s.render(tag, patches)
 	if err != nil {
 		return err
 	}
@@ -133,17 +133,25 @@ func (s *Stack) Rebuild(ctx context.Context, tag string) (images.Image, error) {
 	if err != nil {
 		return img, err
 	}
-	return img, s.push(ctx, img)
+	if err := s.push(ctx, img); err != nil {
+		return img, err
+	}
+	return s.pulled(img), nil
 }
 
 // RenderOverlay renders kustomize/overlays/e2e with the txmesh image at tag, plus optional patches.
 func RenderOverlay(repo, tag string, patches map[string]string) ([]*unstructured.Unstructured, error) {
+	return renderOverlay(repo, "e2e", "txmesh.local/txmesh", tag, patches)
+}
+
+// renderOverlay renders kustomize/overlays/<overlay> with the image named image at tag, plus optional patches.
+func renderOverlay(repo, overlay, image, tag string, patches map[string]string) ([]*unstructured.Unstructured, error) {
 	dir, err := os.MkdirTemp("", "txmesh-overlay-*")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	rel, err := filepath.Rel(dir, filepath.Join(repo, "kustomize", "overlays", "e2e"))
+	rel, err := filepath.Rel(dir, filepath.Join(repo, "kustomize", "overlays", overlay))
 	if err != nil {
 		return nil, err
 	}
@@ -152,9 +160,9 @@ kind: Kustomization
 resources:
   - %s
 images:
-  - name: txmesh.local/txmesh
+  - name: %s
     newTag: %q
-`, rel, tag)
+`, rel, image, tag)
 	if len(patches) > 0 {
 		keys := make([]string, 0, len(patches))
 		for t := range patches {

@@ -39,6 +39,7 @@ type Stack struct {
 	log     io.Writer
 	builder *images.Builder
 	cache   string
+	attach  *AttachOptions // set by Attach: a cluster this package did not start (Cluster is nil)
 }
 
 // Build builds (or finds cached) every binary and image and returns the cache directory.
@@ -201,6 +202,9 @@ func (s *Stack) buildImages(ctx context.Context, tag string) error {
 
 // push uploads a txmesh image to the cluster's registry, which the nodes pull it from.
 func (s *Stack) push(ctx context.Context, img images.Image) error {
+	if s.attach != nil {
+		return s.pushAttached(ctx, img)
+	}
 	d, err := s.Cluster.Push(ctx, img.Path, img.Ref)
 	if err != nil {
 		return err

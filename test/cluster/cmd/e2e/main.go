@@ -2,8 +2,10 @@
 // load and audited after each (see package e2e). Exit 0 when every scenario passed.
 //
 //	e2e [-repo DIR] [-rate 20] [-seed 1] [-out DIR]
+//	e2e -attach KUBECONFIG -registry HOST:PORT [-overlay kind] [-network kind] [...]
 //
-// E2E_SCENARIOS=a,b runs a subset; E2E_KEEP=1 leaves the cluster up afterwards.
+// E2E_SCENARIOS=a,b runs a subset; E2E_KEEP=1 leaves the cluster up afterwards. With -attach the scenarios
+// run on a running kind cluster instead (.github/workflows/e2e.yml): nothing is started or removed.
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -40,6 +43,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	rate := fs.Float64("rate", 20, "purchases per second sent to the Store's Service")
 	seed := fs.Uint64("seed", 1, "seed of the purchase generator")
 	out := fs.String("out", "", "results directory (default <repo>/e2e-results)")
+	var a attachFlags
+	fs.StringVar(&a.kubeconfig, "attach", "", "run on the running kind cluster of this kubeconfig instead of the throwaway one")
+	fs.StringVar(&a.registry, "registry", "", "with -attach: host:port of the plain-HTTP registry the images are pushed to")
+	fs.StringVar(&a.overlay, "overlay", "kind", "with -attach: the overlay deployed, kustomize/overlays/<name>")
+	fs.StringVar(&a.network, "network", "kind", "with -attach: the docker network of the kind nodes")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,7 +55,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	o := e2e.Options{Repo: root, Rate: *rate, Seed: *seed, Out: *out, Log: stdout, Keep: getenv("E2E_KEEP") == "1"}
+	attach, err := a.validate(fs, root)
+	if err != nil {
+		return err
+	}
+	o := e2e.Options{Repo: root, Rate: *rate, Seed: *seed, Out: *out, Log: stdout, Keep: getenv("E2E_KEEP") == "1",
+		Attach: attach}
 	if s := getenv("E2E_SCENARIOS"); s != "" {
 		o.Scenarios = strings.Split(s, ",")
 	}
@@ -60,4 +73,43 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errFailed
 	}
 	return nil
+}
+
+type attachFlags struct{ kubeconfig, registry, overlay, network string }
+
+// validate returns the attached cluster the flags name (nil: the throwaway one), or why they do not fit.
+func (a attachFlags) validate(fs *flag.FlagSet, repo string) (*e2e.Attach, error) {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if a.kubeconfig == "" {
+		for _, n := range []string{"registry", "overlay", "network"} {
+			if set[n] {
+				return nil, fmt.Errorf("-%s is only for -attach", n)
+			}
+		}
+		return nil, nil
+	}
+	if _, err := os.Stat(a.kubeconfig); err != nil {
+		return nil, fmt.Errorf("-attach: %w", err)
+	}
+	if a.registry == "" {
+		return nil, errors.New("-attach needs -registry host:port: the e2e pushes the images it builds there")
+	}
+	if _, port, err := net.SplitHostPort(a.registry); err != nil || port == "" {
+		return nil, fmt.Errorf("-registry %q: want host:port", a.registry)
+	}
+	if a.overlay == "" || strings.ContainsAny(a.overlay, `/\`) {
+		return nil, fmt.Errorf("-overlay %q: want the name of a directory of kustomize/overlays", a.overlay)
+	}
+	if _, err := os.Stat(filepath.Join(repo, "kustomize", "overlays", a.overlay, "kustomization.yaml")); err != nil {
+		return nil, fmt.Errorf("-overlay %s: %w", a.overlay, err)
+	}
+	if a.network == "" {
+		return nil, errors.New("-network: the docker network of the kind nodes is required")
+	}
+	kc, err := filepath.Abs(a.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return &e2e.Attach{Kubeconfig: kc, Registry: a.registry, Overlay: a.overlay, Network: a.network}, nil
 }
