@@ -44,7 +44,7 @@ type Environment struct {
 	// MemoryBudget: what the memory limits of everything the set runs, at minimum replicas, must fit in.
 	MemoryBudget string
 	// NoConfigs: the Flux tree has no infra-configs layer (apps depend on infra-controllers), because the
-	// cluster lacks the CRDs that layer's objects need (make e2e: no Istio, no Flagger yet).
+	// cluster lacks the CRDs that layer's objects need (make e2e: no Istio).
 	NoConfigs bool
 }
 
@@ -52,11 +52,15 @@ type Environment struct {
 var Environments = map[string]Environment{
 	"minikube":   {Mesh: true, MinNodes: 1},
 	"production": {Production: true, Mesh: true, MinNodes: 3},
-	"e2e": {MinNodes: 3, CRDGroups: []string{"postgresql.cnpg.io", "source.toolkit.fluxcd.io",
-		"kustomize.toolkit.fluxcd.io", "image.toolkit.fluxcd.io"}, MemoryBudget: "4Gi", NoConfigs: true},
+	"e2e": e2eEnvironment,
+	// make e2e's CD block: the e2e overlay with Flagger's Canaries (kubernetes provider), applied by Flux.
+	"e2e-cd": e2eEnvironment,
 	// kind on a GitHub runner (.github/workflows/e2e.yml): e2e's overlay, its images pulled from a registry.
 	"kind": {MinNodes: 3, CRDGroups: []string{"postgresql.cnpg.io"}},
 }
+
+var e2eEnvironment = Environment{MinNodes: 3, CRDGroups: []string{"postgresql.cnpg.io", "source.toolkit.fluxcd.io",
+	"kustomize.toolkit.fluxcd.io", "image.toolkit.fluxcd.io", "flagger.app"}, MemoryBudget: "4Gi", NoConfigs: true}
 
 // EnvironmentOf returns the Environment of an overlay or Flux cluster directory (by its last element).
 func EnvironmentOf(dir string) (Environment, error) {
@@ -547,8 +551,8 @@ var AppRules = []Rule{
 		return errs
 	}},
 	{"installed-crds", func(s *Set) []string {
-		// A kind whose CRD the cluster lacks fails the whole apply (no Flagger, Istio or Prometheus Operator in
-		// the e2e cluster yet).
+		// A kind whose CRD the cluster lacks fails the whole apply (no Istio or Prometheus Operator in the e2e
+		// cluster).
 		if s.CRDGroups == nil {
 			return nil
 		}

@@ -9,12 +9,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// Where the continuous-delivery components run, and the address MetricTemplates give for Flagger's
-// Prometheus.
+// Where the continuous-delivery components run.
 const (
-	FluxNamespace        = "flux-system"
-	FlaggerNamespace     = "flagger-system"
-	FlaggerPrometheusURL = "http://flagger-prometheus.flagger-system:9090"
+	FluxNamespace    = "flux-system"
+	FlaggerNamespace = "flagger-system"
 )
 
 // FluxController is one Flux controller to render: its name (source-controller, kustomize-controller,
@@ -52,24 +50,23 @@ func Flux(controllers ...FluxController) ([]*unstructured.Unstructured, error) {
 	return out, nil
 }
 
-// Flagger renders Flagger's installer for Kubernetes without a mesh from its module (moduleDir,
-// kustomize/kubernetes): CRDs, RBAC, Flagger (-mesh-provider=kubernetes, metrics from the Prometheus beside
-// it) and that Prometheus, in flagger-system, with the local images and FlaggerPrometheusConfig.
-func Flagger(moduleDir, flaggerImage, prometheusImage string) ([]*unstructured.Unstructured, error) {
-	k, err := addon("flagger-kustomization.yaml", "FLAGGER_IMAGE", flaggerImage, "PROMETHEUS_IMAGE", prometheusImage)
+// Flagger renders Flagger for Kubernetes without a mesh from its module (moduleDir: kustomize/base/flagger):
+// CRDs, RBAC and Flagger (-mesh-provider=kubernetes, metrics from PrometheusURL) in flagger-system, which
+// enforces Pod Security "restricted", with the local image.
+func Flagger(moduleDir, image string) ([]*unstructured.Unstructured, error) {
+	k, err := addon("flagger-kustomization.yaml", "FLAGGER_IMAGE", image, "PROMETHEUS_URL", PrometheusURL)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := FlaggerPrometheusConfig()
-	if err != nil {
-		return nil, err
-	}
-	return renderKustomizationFiles(k, moduleDir, map[string][]byte{"prometheus.yml": cfg})
+	ns := []byte(`apiVersion: v1
+kind: Namespace
+metadata:
+  name: ` + FlaggerNamespace + `
+  labels:
+    pod-security.kubernetes.io/enforce: restricted
+`)
+	return renderKustomizationFiles(k, moduleDir, map[string][]byte{"namespace.yaml": ns})
 }
-
-// FlaggerPrometheusConfig is the prometheus.yml of Flagger's Prometheus (scrapes every pod annotated
-// prometheus.io/scrape, labelled namespace and pod).
-func FlaggerPrometheusConfig() ([]byte, error) { return addon("flagger-prometheus.yaml") }
 
 // FlaggerLoadtester renders Flagger's load tester from its module (kustomize/tester) into namespace with the
 // local image.

@@ -198,7 +198,7 @@ func TestFluxRendersControllersFromTheirModules(t *testing.T) {
 }
 
 func TestFlaggerRendersItsKubernetesInstaller(t *testing.T) {
-	objs, err := Flagger(cdModuleDir(t, "flagger"), localImage("flagger"), localImage("prometheus"))
+	objs, err := Flagger(cdModuleDir(t, "flagger"), localImage("flagger"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestFlaggerRendersItsKubernetesInstaller(t *testing.T) {
 		t.Errorf("flagger: image %v policy %v", c["image"], c["imagePullPolicy"])
 	}
 	args, _ := c["args"].([]any)
-	for _, want := range []string{"-mesh-provider=kubernetes", "-metrics-server=http://flagger-prometheus:9090"} {
+	for _, want := range []string{"-mesh-provider=kubernetes", "-metrics-server=" + PrometheusURL} {
 		if !slices.Contains(args, any(want)) {
 			t.Errorf("flagger args %v lack %s", args, want)
 		}
@@ -221,46 +221,28 @@ func TestFlaggerRendersItsKubernetesInstaller(t *testing.T) {
 			t.Errorf("flagger %s %v: want httpGet only", probe, p)
 		}
 	}
-
-	p := find(objs, "Deployment", "flagger-prometheus")
-	if p == nil {
-		t.Fatal("no Deployment flagger-prometheus")
+	// Pod Security "restricted", which the namespace enforces, admits the container.
+	sc, _ := c["securityContext"].(map[string]any)
+	caps, _ := sc["capabilities"].(map[string]any)
+	seccomp, _ := sc["seccompProfile"].(map[string]any)
+	if sc["runAsNonRoot"] != true || sc["allowPrivilegeEscalation"] != false ||
+		!slices.Equal(caps["drop"].([]any), []any{"ALL"}) || seccomp["type"] != "RuntimeDefault" {
+		t.Errorf("flagger securityContext %v is not restricted", sc)
 	}
-	pc := container0(t, p)
-	if pc["image"] != localImage("prometheus") || pc["imagePullPolicy"] != "IfNotPresent" {
-		t.Errorf("prometheus: image %v policy %v", pc["image"], pc["imagePullPolicy"])
+	ns := find(objs, "Namespace", FlaggerNamespace)
+	if ns == nil || ns.GetLabels()["pod-security.kubernetes.io/enforce"] != "restricted" {
+		t.Errorf("namespace %s: %v", FlaggerNamespace, ns)
 	}
-	if pargs, _ := pc["args"].([]any); !slices.Equal(pargs, []any{"--config.file=/etc/prometheus/prometheus.yml",
-		"--storage.tsdb.path=/prometheus/data"}) {
-		t.Errorf("prometheus args %v", pargs)
-	}
-	// The Deployment mounts the ConfigMap that holds our prometheus.yml (generated, hashed name).
-	vols, _, _ := unstructured.NestedSlice(p.Object, "spec", "template", "spec", "volumes")
-	var cmName string
-	for _, v := range vols {
-		if cm, ok := v.(map[string]any)["configMap"].(map[string]any); ok {
-			cmName, _ = cm["name"].(string)
+	// One Prometheus in the cluster: not the one Flagger's kubernetes installer ships.
+	for _, o := range objs {
+		if strings.Contains(o.GetName(), "prometheus") {
+			t.Errorf("%s %s rendered", o.GetKind(), o.GetName())
 		}
-	}
-	cm := find(objs, "ConfigMap", cmName)
-	if cm == nil {
-		t.Fatalf("the Prometheus Deployment mounts ConfigMap %q, which is not rendered", cmName)
-	}
-	want, err := FlaggerPrometheusConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _, _ := unstructured.NestedStringMap(cm.Object, "data")
-	if data["prometheus.yml"] != string(want) {
-		t.Errorf("ConfigMap %s prometheus.yml is not FlaggerPrometheusConfig:\n%s", cmName, data["prometheus.yml"])
-	}
-	svc := find(objs, "Service", "flagger-prometheus")
-	if svc == nil || "http://flagger-prometheus."+svc.GetNamespace()+":9090" != FlaggerPrometheusURL {
-		t.Errorf("Service flagger-prometheus %v does not answer at %s", svc, FlaggerPrometheusURL)
 	}
 
 	kinds := []string{"flagger.app/v1beta1 Canary", "flagger.app/v1beta1 MetricTemplate"}
-	kinds = append(kinds, repoKinds(t, []string{"flagger.app"}, "mesh/metric-templates.yaml", "kustomize/components/canary")...)
+	kinds = append(kinds, repoKinds(t, []string{"flagger.app"}, "mesh/metric-templates", "kustomize/components/canary",
+		"kustomize/overlays/e2e-cd")...)
 	for _, k := range kinds {
 		av, kind, _ := strings.Cut(k, " ")
 		if !crdServes(objs, av, kind) {
@@ -269,9 +251,9 @@ func TestFlaggerRendersItsKubernetesInstaller(t *testing.T) {
 	}
 }
 
-// promtool checks the scrape configuration: built into the cache when it is not there (minutes, once; the
-// cluster's Prometheus needs the same build).
-func TestFlaggerPrometheusConfigIsValid(t *testing.T) {
+// promtool checks the cluster Prometheus's scrape configuration: built into the cache when it is not there
+// (minutes, once; the cluster's Prometheus needs the same build).
+func TestPrometheusConfigIsValid(t *testing.T) {
 	cache, err := build.CacheDir()
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +266,7 @@ func TestFlaggerPrometheusConfigIsValid(t *testing.T) {
 	if promtool == "" {
 		t.Fatalf("the Prometheus build has no promtool: %v", bins)
 	}
-	cfg, err := FlaggerPrometheusConfig()
+	cfg, err := PrometheusConfig()
 	if err != nil {
 		t.Fatal(err)
 	}

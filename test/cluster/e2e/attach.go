@@ -42,9 +42,10 @@ var notAttached = map[string]string{
 		"cnpg-instances); kube-prometheus-stack names its Service and jobs otherwise",
 	"network-policies": "needs the harness's enforcer (kube-network-policies built here), its busybox image " +
 		"and this machine's processes",
-	"cd-bootstrap": "installs Flux's controllers built here and serves Git from the throwaway cluster's bridge",
-	"cd-drift":     "needs cd-bootstrap",
-	"cd-release":   "needs cd-bootstrap",
+	"cd-bootstrap":   "installs Flux's controllers built here and serves Git from the throwaway cluster's bridge",
+	"cd-drift":       "needs cd-bootstrap",
+	"cd-release":     "needs cd-bootstrap",
+	"cd-bad-release": "needs cd-bootstrap",
 }
 
 // splitAttached separates the schedule into what runs attached and the rows of what cannot, in order.

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -83,15 +84,18 @@ type Result struct {
 
 // env is what scenarios act on.
 type env struct {
-	s      *stack.Stack
-	c      nodes
-	cs     kubernetes.Interface
-	client *http.Client
-	store  string        // https://<store ClusterIP>:8080
-	image  string        // the txmesh image deployed
-	gitops *stack.GitOps // the Git server Flux reconciles from, once cd-bootstrap ran
-	opts   Options
-	log    io.Writer
+	s       *stack.Stack
+	c       nodes
+	cs      kubernetes.Interface
+	client  *http.Client
+	store   string // https://<store ClusterIP>:8080 (set under storeMu: the load reads it)
+	storeMu sync.Mutex
+	image   string        // the txmesh image deployed
+	gitops  *stack.GitOps // the Git server Flux reconciles from, once cd-bootstrap ran
+	hooks   *flaggerHooks // the webhooks Flagger calls, once cd-bootstrap ran
+	emptied time.Time     // when cd-bootstrap emptied the namespace
+	opts    Options
+	log     io.Writer
 }
 
 func (e *env) logf(format string, a ...any) {
@@ -176,6 +180,12 @@ func newEnv(ctx context.Context, s *stack.Stack, c nodes, o Options) (*env, erro
 	return e, e.waitStoreReachable(ctx, 2*time.Minute)
 }
 
+func (e *env) storeURL() string {
+	e.storeMu.Lock()
+	defer e.storeMu.Unlock()
+	return e.store
+}
+
 // runScenario runs one scenario under load and judges it.
 func (e *env) runScenario(ctx context.Context, sc scenario, seed uint64) *Row {
 	row := &Row{Name: sc.name, Expect: "clean", Times: map[string]float64{}}
@@ -184,10 +194,16 @@ func (e *env) runScenario(ctx context.Context, sc scenario, seed uint64) *Row {
 	}
 	e.logf("── scenario %s: %s", sc.name, sc.what)
 	start := time.Now()
+	var err error
+	if sc.before != nil {
+		err = sc.before(ctx, e, row)
+	}
 	lctx, stopLoad := context.WithCancel(ctx)
-	d := newDriver(e.store, e.client, e.opts.Rate, seed, sc.name)
+	d := newDriver(e.storeURL, e.client, e.opts.Rate, seed, sc.name)
 	go d.run(lctx)
-	err := sc.run(ctx, e, row)
+	if err == nil {
+		err = sc.run(ctx, e, row)
+	}
 	stopLoad()
 	<-d.stopped
 	if err != nil {

@@ -24,7 +24,7 @@ import (
 // mTLS) at a steady rate, as a well-behaved client does — one Idempotency-Key per purchase, retries of
 // failures with the same key (honouring Retry-After) — and counts what a client sees.
 type driver struct {
-	url     string
+	url     func() string // the Store's Service: a scenario that rebuilds the system moves it
 	client  *http.Client
 	rate    float64
 	rng     *rand.Rand
@@ -65,7 +65,7 @@ func newClient(t deploy.TLS) (*http.Client, error) {
 	}, nil
 }
 
-func newDriver(url string, client *http.Client, rate float64, seed uint64, scenario string) *driver {
+func newDriver(url func() string, client *http.Client, rate float64, seed uint64, scenario string) *driver {
 	return &driver{url: url, client: client, rate: rate, rng: rand.New(rand.NewPCG(seed, 7)), scenar: scenario,
 		ok202: map[string]bool{}, why5xx: map[string]int64{}, stopped: make(chan struct{})}
 }
@@ -132,7 +132,7 @@ func (d *driver) send(n int64) {
 
 // try makes one attempt; done when the purchase is accepted or refused for good.
 func (d *driver) try(key string, body []byte) (retryAfter time.Duration, done bool) {
-	req, err := http.NewRequest(http.MethodPost, d.url+"/v1/purchases", bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, d.url()+"/v1/purchases", bytes.NewReader(body))
 	if err != nil {
 		panic(err)
 	}

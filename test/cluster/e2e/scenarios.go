@@ -20,9 +20,10 @@ import (
 // scenario is one row of the schedule.
 type scenario struct {
 	name, what     string
-	negative       bool // the negative control: must lose, and the audit must say so
-	noClientErrors bool // the scenario promises purchase clients see no 5xx and no failure
-	optIn          bool // left out of the default schedule: runs only when E2E_SCENARIOS names it
+	negative       bool                                            // the negative control: must lose, and the audit must say so
+	noClientErrors bool                                            // the scenario promises purchase clients see no 5xx and no failure
+	optIn          bool                                            // left out of the default schedule: runs only when E2E_SCENARIOS names it
+	before         func(ctx context.Context, e *env, r *Row) error // before the load starts (nil: nothing)
 	run            func(ctx context.Context, e *env, r *Row) error
 }
 
@@ -53,14 +54,15 @@ func scenarios() []scenario {
 		{name: "bad-release", what: "a release whose Bank configuration names a CA file that does not exist: stalls, undone",
 			noClientErrors: true, run: badRelease},
 		// Continuous delivery (e2e/cd.go) after the scenarios that change the deployment by hand, which Flux
-		// would revert; the negative control, whose loss stays in the databases, last. Opt-in until the
-		// negative control has passed after it (it did not in the first run: Flux co-owned the field it removes).
-		{name: "cd-bootstrap", what: "Flux installed, the checkout in the Git server: every Kustomization Ready, the apps Flux's",
-			noClientErrors: true, optIn: true, run: cdBootstrap},
+		// would revert; the negative control, whose loss stays in the databases, last (it suspends Flux).
+		{name: "cd-bootstrap", what: "txmesh's namespace emptied; Flux and Flagger installed, the checkout in the Git server: Flux deploys everything, the canaries initialised",
+			before: cdEmpty, run: cdBootstrap},
 		{name: "cd-drift", what: "a hand edit of a Flux-owned object (hpa/store minReplicas) is reverted by Flux",
-			noClientErrors: true, optIn: true, run: cdDrift},
-		{name: "cd-release", what: "tag 1.0.1 pushed to the registry: image automation commits it, Flux rolls it out",
-			noClientErrors: true, optIn: true, run: cdRelease},
+			noClientErrors: true, run: cdDrift},
+		{name: "cd-release", what: "tag 1.0.1 pushed to the registry: image automation commits it, Flux applies it, Flagger analyses and promotes",
+			noClientErrors: true, run: cdRelease},
+		{name: "cd-bad-release", what: "a commit sets the Bank's client CA to a wrong file: Flagger's checks fail, automatic rollback; the revert promoted",
+			noClientErrors: true, run: cdBadRelease},
 		{name: "negative-control", negative: true,
 			what: "bank-db switched to asynchronous replication, WAL shipping blocked, the primary's node cut: must lose",
 			run:  negativeControl},
@@ -636,14 +638,32 @@ func negativeControl(ctx context.Context, e *env, r *Row) error {
 	if err := e.c.BlockFromPod(p.Node, p.IP, 5432, standbys); err != nil {
 		return err
 	}
+	// On an error below, the node is reconnected and unblocked all the same: the rows after it need it.
+	blocked := true
+	defer func() {
+		if blocked {
+			_ = e.c.UnblockFromPod(p.Node)
+		}
+	}()
 	e.logf("negative control: %s async, WAL to %v blocked on %s; 20 s of commits no standby has", p.Pod, standbys, p.Node)
 	if err := sleepCtx(ctx, 20*time.Second); err != nil {
 		return err
+	}
+	// Still asynchronous: anything that put synchronous replication back (a GitOps controller) would make
+	// the operator refuse the failover rather than lose, and this row would prove nothing.
+	if err := e.waitAsync(ctx, p, 5*time.Second); err != nil {
+		return fmt.Errorf("before the cut: %w", err)
 	}
 	t := time.Now()
 	if err := e.c.CutNode(p.Node); err != nil {
 		return err
 	}
+	cut := true
+	defer func() {
+		if cut {
+			_ = e.c.HealNode(p.Node)
+		}
+	}()
 	newP, at, err := e.waitPrimaryChange(ctx, "bank-db", p.Pod, 4*time.Minute)
 	if err != nil {
 		return err
@@ -652,9 +672,11 @@ func negativeControl(ctx context.Context, e *env, r *Row) error {
 	if err := sleepCtx(ctx, 30*time.Second); err != nil {
 		return err
 	}
+	blocked = false
 	if err := e.c.UnblockFromPod(p.Node); err != nil {
 		return err
 	}
+	cut = false
 	if err := e.c.HealNode(p.Node); err != nil {
 		return err
 	}

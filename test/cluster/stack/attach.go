@@ -138,7 +138,11 @@ func (s *Stack) dir() string {
 // render renders the stack's overlay with the txmesh image at tag, plus optional patches.
 func (s *Stack) render(tag string, patches map[string]string) ([]*unstructured.Unstructured, error) {
 	if s.attach == nil {
-		return RenderOverlay(s.Repo, tag, patches)
+		overlay := "e2e"
+		if s.handedToFlux {
+			overlay = FluxOverlay
+		}
+		return renderOverlay(s.Repo, overlay, "txmesh.local/txmesh", tag, patches)
 	}
 	objs, err := renderOverlay(s.Repo, s.attach.Overlay, s.attach.ImageName(), tag, patches)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/txmesh/txmesh/test/cluster/build"
@@ -95,6 +97,47 @@ func (s *Stack) deployTxmesh(ctx context.Context, tag string) error {
 	return s.WaitHealthy(ctx, 10*time.Minute)
 }
 
+// EmptyTxmesh deletes namespace txmesh — the apps, their databases and volumes, everything deployed — waits
+// until it is gone, and creates it again holding only what a cluster gets before GitOps runs: the
+// namespace (its Pod Security labels) and the apps' TLS Secrets (production's come from its secret store).
+func (s *Stack) EmptyTxmesh(ctx context.Context) error {
+	cs, err := s.Clientset()
+	if err != nil {
+		return err
+	}
+	if err := cs.CoreV1().Namespaces().Delete(ctx, Namespace, metav1.DeleteOptions{}); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		_, err := cs.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("namespace %s still there 5 min after its deletion", Namespace)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	objs, err := s.render("e2e", nil)
+	if err != nil {
+		return err
+	}
+	_, secrets, err := deploy.AppTLS(filepath.Join(s.dir(), "apps-tls"), Namespace)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if o.GetKind() == "Namespace" {
+			secrets = append([]*unstructured.Unstructured{o}, secrets...)
+		}
+	}
+	return s.Apply.Apply(ctx, secrets)
+}
+
 // WaitHealthy waits for both CloudNativePG clusters, the seed Job and both services.
 func (s *Stack) WaitHealthy(ctx context.Context, d time.Duration) error {
 	t := time.Now()
@@ -107,6 +150,9 @@ func (s *Stack) WaitHealthy(ctx context.Context, d time.Duration) error {
 		return err
 	}
 	for _, app := range []string{"bank", "store"} {
+		if s.handedToFlux {
+			app += "-primary" // Flagger's, serving; the canary's Deployment is scaled to zero between releases
+		}
 		if err := s.Apply.Wait(ctx, deploy.Deployments, Namespace, app, d,
 			deploy.MinReplicas(2, deploy.DeploymentAvailable)); err != nil {
 			return err
@@ -119,6 +165,8 @@ func (s *Stack) WaitHealthy(ctx context.Context, d time.Duration) error {
 
 // Deploy applies the overlay again with the image at tag and, optionally, JSON patches by target
 // ("Kind/name" → RFC 6902 patch in YAML): a release as a GitOps controller would apply it. It does not wait.
+// Once Flux runs (HandedToFlux), it renders the overlay Flux applies, so that a hand change keeps the
+// canaries and leaves Flagger's Services alone.
 func (s *Stack) Deploy(ctx context.Context, tag string, patches map[string]string) error {
 	objs, err := s.render(tag, patches)
 	if err != nil {
@@ -138,6 +186,13 @@ func (s *Stack) Rebuild(ctx context.Context, tag string) (images.Image, error) {
 	}
 	return s.pulled(img), nil
 }
+
+// FluxOverlay is the overlay flux/clusters/e2e's apps Kustomization applies: overlays/e2e with the canaries.
+const FluxOverlay = "e2e-cd"
+
+// HandedToFlux records that Flux and Flagger own the deployment now (cd-bootstrap ran): Deploy renders
+// FluxOverlay and WaitHealthy waits for the Flagger primaries.
+func (s *Stack) HandedToFlux() { s.handedToFlux = true }
 
 // RenderOverlay renders kustomize/overlays/e2e with the txmesh image at tag, plus optional patches.
 func RenderOverlay(repo, tag string, patches map[string]string) ([]*unstructured.Unstructured, error) {

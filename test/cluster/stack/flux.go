@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -103,6 +104,50 @@ func (g *GitOps) Log(ctx context.Context, n int) (string, error) {
 	return git(ctx, g.Bare, "log", "--format=%h %an: %s", fmt.Sprintf("-%d", n), g.Branch)
 }
 
+// Commit makes one commit on the served branch, as an engineer's push would: change edits a fresh clone
+// (its directory), the commit is made with msg and pushed; it returns the new commit. A push that loses
+// the race with image automation's is made again on the new head.
+func (g *GitOps) Commit(ctx context.Context, msg string, change func(dir string) error) (string, error) {
+	return g.push(ctx, func(dir string) error {
+		if err := change(dir); err != nil {
+			return err
+		}
+		_, err := git(ctx, dir, "-c", "user.name=txmesh e2e", "-c", "user.email=e2e@txmesh.invalid",
+			"commit", "--quiet", "-a", "-m", msg)
+		return err
+	})
+}
+
+// Revert commits the revert of commit on the served branch and returns the new commit.
+func (g *GitOps) Revert(ctx context.Context, commit string) (string, error) {
+	return g.push(ctx, func(dir string) error {
+		_, err := git(ctx, dir, "-c", "user.name=txmesh e2e", "-c", "user.email=e2e@txmesh.invalid",
+			"revert", "--no-edit", commit)
+		return err
+	})
+}
+
+func (g *GitOps) push(ctx context.Context, commit func(dir string) error) (string, error) {
+	var err error
+	for range 3 {
+		var dir string
+		if dir, err = os.MkdirTemp("", "txmesh-git-*"); err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(dir)
+		if _, err = git(ctx, dir, "clone", "--quiet", "--branch", g.Branch, g.Bare, "."); err != nil {
+			return "", err
+		}
+		if err = commit(dir); err != nil {
+			return "", err
+		}
+		if _, err = git(ctx, dir, "push", "--quiet", "origin", "HEAD:"+g.Branch); err == nil {
+			return git(ctx, dir, "rev-parse", "HEAD")
+		}
+	}
+	return "", err
+}
+
 func git(ctx context.Context, dir string, args ...string) (string, error) {
 	out, err := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...).CombinedOutput()
 	if err != nil {
@@ -118,33 +163,11 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 func (s *Stack) InstallFlux(ctx context.Context, g *GitOps) error {
 	var ctrls []deploy.FluxController
 	for _, name := range fluxControllers {
-		c := build.FindCD(name)
-		bins, err := build.Ensure(ctx, s.cache, c, s.log)
+		img, dir, err := s.cdComponent(ctx, name)
 		if err != nil {
 			return err
 		}
-		var spec build.CDImage
-		for _, ci := range build.CDImages() {
-			if ci.Component == name {
-				spec = ci
-			}
-		}
-		files := map[string]string{}
-		for in, bin := range spec.Files {
-			files[in] = bins[bin]
-		}
-		img, err := s.builder.Binary(ctx, spec.Ref, files, spec.Entrypoint, spec.User)
-		if err != nil {
-			return err
-		}
-		if err := s.push(ctx, img); err != nil {
-			return err
-		}
-		dir, err := build.ModuleDir(ctx, s.cache, c)
-		if err != nil {
-			return err
-		}
-		ctrls = append(ctrls, deploy.FluxController{Name: name, ModuleDir: dir, Image: img.Ref})
+		ctrls = append(ctrls, deploy.FluxController{Name: name, ModuleDir: dir, Image: img})
 	}
 	objs, err := deploy.Flux(ctrls...)
 	if err != nil {
@@ -203,6 +226,64 @@ spec:
 	s.logf("Flux %s, %s, %s, %s running; flux-system points at %s", build.SourceControllerVersion,
 		build.KustomizeControllerVersion, build.ImageReflectorControllerVersion, build.ImageAutomationControllerVersion,
 		g.URL)
+	return nil
+}
+
+// cdComponent builds (or finds cached) a CD component's binaries and its image (the first build.CDImages has
+// for it), pushes the image to the cluster's registry and returns its reference and the component's module
+// directory (its kustomize bases).
+func (s *Stack) cdComponent(ctx context.Context, name string) (string, string, error) {
+	c := build.FindCD(name)
+	bins, err := build.Ensure(ctx, s.cache, c, s.log)
+	if err != nil {
+		return "", "", err
+	}
+	var spec *build.CDImage
+	for _, ci := range build.CDImages() {
+		if ci.Component == name && spec == nil {
+			spec = &ci
+		}
+	}
+	if spec == nil {
+		return "", "", fmt.Errorf("no image of %s in build.CDImages", name)
+	}
+	files := map[string]string{}
+	for in, bin := range spec.Files {
+		files[in] = bins[bin]
+	}
+	img, err := s.builder.Binary(ctx, spec.Ref, files, spec.Entrypoint, spec.User)
+	if err != nil {
+		return "", "", err
+	}
+	if err := s.push(ctx, img); err != nil {
+		return "", "", err
+	}
+	dir, err := build.ModuleDir(ctx, s.cache, c)
+	if err != nil {
+		return "", "", err
+	}
+	return img.Ref, dir, nil
+}
+
+// InstallFlagger builds (or finds cached) Flagger, pushes its image, deploys it from its module
+// (deploy.Flagger: the kubernetes provider, the cluster's Prometheus) and waits until it is available.
+func (s *Stack) InstallFlagger(ctx context.Context) error {
+	img, dir, err := s.cdComponent(ctx, "flagger")
+	if err != nil {
+		return err
+	}
+	objs, err := deploy.Flagger(dir, img)
+	if err != nil {
+		return err
+	}
+	if err := s.Apply.Apply(ctx, objs); err != nil {
+		return err
+	}
+	if err := s.Apply.Wait(ctx, deploy.Deployments, deploy.FlaggerNamespace, "flagger", 3*time.Minute,
+		deploy.DeploymentAvailable); err != nil {
+		return err
+	}
+	s.logf("Flagger %s running (kubernetes provider, metrics from %s)", build.FlaggerVersion, deploy.PrometheusURL)
 	return nil
 }
 

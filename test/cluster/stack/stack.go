@@ -40,6 +40,8 @@ type Stack struct {
 	builder *images.Builder
 	cache   string
 	attach  *AttachOptions // set by Attach: a cluster this package did not start (Cluster is nil)
+
+	handedToFlux bool // cd-bootstrap ran: Flux and Flagger own the deployment (HandedToFlux)
 }
 
 // Build builds (or finds cached) every binary and image and returns the cache directory.

@@ -1,0 +1,258 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// hooksPort is where Flagger reaches the harness's webhooks (kustomize/overlays/e2e-cd/canary-bank.yaml).
+const hooksPort = 5002
+
+// flaggerHooks is make e2e's stand-in for flagger-loadtester, whose image here holds its binary only (no curl,
+// no shell for the webhooks of components/canary): Flagger calls these webhooks on the host's bridge address
+// as it calls the load tester, and they send what production's do — the acceptance test (a transaction on the
+// canary, read back, replayed: the same answer) and a load test (transactions with unique ids on seeded
+// accounts) — to the Service the webhook's metadata names, over the harness's mTLS client. Their
+// transactions carry the probe store ids the audit counts apart (audit.ProbeStores).
+type flaggerHooks struct {
+	addr    string
+	resolve func(ctx context.Context, svc string) (string, error) // Service → https://<ClusterIP>:8080
+	tls     *tls.Config
+
+	mu      sync.Mutex
+	loading map[string]bool // Services with a load test running
+
+	acceptanceOK, acceptanceFailed               atomic.Int64
+	loadCalls, loadOK, load4xx, load5xx, loadErr atomic.Int64
+}
+
+// hookStats is what the webhooks did, for a row's checks (a difference of two snapshots).
+type hookStats struct {
+	AcceptanceOK, AcceptanceFailed, LoadCalls, LoadOK, Load4xx, Load5xx, LoadErr int64
+}
+
+func (h *flaggerHooks) stats() hookStats {
+	return hookStats{h.acceptanceOK.Load(), h.acceptanceFailed.Load(), h.loadCalls.Load(), h.loadOK.Load(),
+		h.load4xx.Load(), h.load5xx.Load(), h.loadErr.Load()}
+}
+
+func (a hookStats) since(b hookStats) hookStats {
+	return hookStats{a.AcceptanceOK - b.AcceptanceOK, a.AcceptanceFailed - b.AcceptanceFailed,
+		a.LoadCalls - b.LoadCalls, a.LoadOK - b.LoadOK, a.Load4xx - b.Load4xx, a.Load5xx - b.Load5xx,
+		a.LoadErr - b.LoadErr}
+}
+
+func (a hookStats) String() string {
+	return fmt.Sprintf("acceptance test %d passed, %d failed; load test called %d times: %d transactions answered "+
+		"2xx, %d 4xx, %d 5xx, %d no answer", a.AcceptanceOK, a.AcceptanceFailed, a.LoadCalls, a.LoadOK, a.Load4xx,
+		a.Load5xx, a.LoadErr)
+}
+
+// startHooks serves the webhooks on addr until ctx ends.
+func startHooks(ctx context.Context, addr string, base *tls.Config,
+	resolve func(ctx context.Context, svc string) (string, error)) (*flaggerHooks, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("flagger webhooks: %w", err)
+	}
+	h := &flaggerHooks{addr: ln.Addr().String(), resolve: resolve, tls: base, loading: map[string]bool{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /acceptance", h.serveAcceptance(ctx))
+	mux.HandleFunc("POST /load", h.serveLoad(ctx))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	return h, nil
+}
+
+// webhookPayload is what Flagger posts to a webhook (pkg/apis/flagger/v1beta1 CanaryWebhookPayload).
+type webhookPayload struct {
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace"`
+	Phase     string            `json:"phase"`
+	Metadata  map[string]string `json:"metadata"`
+}
+
+func decodePayload(r *http.Request) (webhookPayload, error) {
+	var p webhookPayload
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&p); err != nil {
+		return p, fmt.Errorf("webhook payload: %w", err)
+	}
+	if p.Metadata["service"] == "" {
+		return p, errors.New("webhook metadata names no service")
+	}
+	return p, nil
+}
+
+// client talks to svc (bank-canary): the certificate is the app's (bank), whose Service name it carries.
+func (h *flaggerHooks) client(svc string) *http.Client {
+	c := h.tls.Clone()
+	c.ServerName = strings.TrimSuffix(svc, "-canary") + "." + namespace + ".svc.cluster.local"
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: c, MaxIdleConnsPerHost: 16}}
+}
+
+func (h *flaggerHooks) serveAcceptance(ctx context.Context) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := decodePayload(r)
+		if err == nil {
+			err = h.acceptance(r.Context(), p.Metadata["service"])
+		}
+		if err != nil {
+			h.acceptanceFailed.Add(1)
+			http.Error(w, err.Error(), http.StatusInternalServerError) // Flagger: a failed check
+			return
+		}
+		h.acceptanceOK.Add(1)
+		_, _ = io.WriteString(w, "acceptance test passed\n")
+	}
+}
+
+// probe is one transaction of the acceptance or load test.
+func probe(store, account string) (string, []byte) {
+	id := uuid.NewString()
+	b, _ := json.Marshal(map[string]any{"id": id, "store_id": store, "account_id": account, "amount": 1,
+		"currency": "EUR", "created_at": time.Now().UTC().Format(time.RFC3339)})
+	return id, b
+}
+
+func post(ctx context.Context, c *http.Client, url, id string, body []byte) (int, map[string]any, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/transactions", bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", id)
+	return do(c, req)
+}
+
+func do(c *http.Client, req *http.Request) (int, map[string]any, error) {
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	_ = json.Unmarshal(b, &m)
+	return resp.StatusCode, m, nil
+}
+
+// acceptance is components/canary's acceptance test: a transaction on the canary is approved, can be read
+// back, and its replay (same id, same body) gets the same answer.
+func (h *flaggerHooks) acceptance(ctx context.Context, svc string) error {
+	url, err := h.resolve(ctx, svc)
+	if err != nil {
+		return err
+	}
+	c := h.client(svc)
+	id, body := probe("flagger-acceptance", "ACC-000001")
+	code, first, err := post(ctx, c, url, id, body)
+	if err != nil {
+		return fmt.Errorf("POST %s/v1/transactions: %w", svc, err)
+	}
+	if code != http.StatusCreated || first["status"] != "approved" {
+		return fmt.Errorf("POST %s/v1/transactions: %d %v, want 201 approved", svc, code, first)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/transactions/"+id, nil)
+	code, got, err := do(c, req)
+	if err != nil {
+		return fmt.Errorf("GET %s/v1/transactions/%s: %w", svc, id, err)
+	}
+	if code != http.StatusOK || got["id"] != id {
+		return fmt.Errorf("GET %s/v1/transactions/%s: %d %v, want 200 and the transaction", svc, id, code, got)
+	}
+	code, again, err := post(ctx, c, url, id, body)
+	if err != nil {
+		return fmt.Errorf("replay on %s: %w", svc, err)
+	}
+	if code != http.StatusOK || again["status"] != first["status"] {
+		return fmt.Errorf("replay on %s: %d %v, want 200 %v", svc, code, again, first["status"])
+	}
+	return nil
+}
+
+// serveLoad starts a load test on the canary and answers at once, as the load tester runs its command in the
+// background: metadata rate (transactions/s) for duration. One at a time per Service.
+func (h *flaggerHooks) serveLoad(ctx context.Context) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := decodePayload(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rate, err := strconv.ParseFloat(p.Metadata["rate"], 64)
+		if err != nil || rate <= 0 {
+			http.Error(w, "metadata rate: want transactions per second > 0", http.StatusBadRequest)
+			return
+		}
+		d, err := time.ParseDuration(p.Metadata["duration"])
+		if err != nil || d <= 0 {
+			http.Error(w, "metadata duration: want a duration > 0", http.StatusBadRequest)
+			return
+		}
+		h.loadCalls.Add(1)
+		svc := p.Metadata["service"]
+		h.mu.Lock()
+		busy := h.loading[svc]
+		h.loading[svc] = true
+		h.mu.Unlock()
+		if !busy {
+			go func() {
+				h.load(ctx, svc, rate, d)
+				h.mu.Lock()
+				delete(h.loading, svc)
+				h.mu.Unlock()
+			}()
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}
+}
+
+func (h *flaggerHooks) load(ctx context.Context, svc string, rate float64, d time.Duration) {
+	url, err := h.resolve(ctx, svc)
+	if err != nil {
+		h.loadErr.Add(1)
+		return
+	}
+	c := h.client(svc)
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i, end := 0, time.Now().Add(d); time.Now().Before(end); i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id, body := probe("flagger-load", fmt.Sprintf("ACC-%06d", i%50+1))
+			switch code, _, err := post(ctx, c, url, id, body); {
+			case err != nil:
+				h.loadErr.Add(1)
+			case code >= 500:
+				h.load5xx.Add(1)
+			case code < 300:
+				h.loadOK.Add(1)
+			default:
+				h.load4xx.Add(1)
+			}
+		}()
+	}
+}
