@@ -52,7 +52,7 @@ type Environment struct {
 var Environments = map[string]Environment{
 	"minikube":   {Mesh: true, MinNodes: 1},
 	"production": {Production: true, Mesh: true, MinNodes: 3},
-	"e2e": e2eEnvironment,
+	"e2e":        e2eEnvironment,
 	// make e2e's CD block: the e2e overlay with Flagger's Canaries (kubernetes provider), applied by Flux.
 	"e2e-cd": e2eEnvironment,
 	// kind on a GitHub runner (.github/workflows/e2e.yml): e2e's overlay, its images pulled from a registry.

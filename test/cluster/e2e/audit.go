@@ -51,7 +51,9 @@ func (e *env) audit(ctx context.Context, name string, wait time.Duration) (*audi
 		if _, err := e.s.Apply.Get(ctx, objs[0]); err != nil {
 			break
 		}
-		time.Sleep(time.Second)
+		if err := sleepCtx(ctx, time.Second); err != nil {
+			return nil, err
+		}
 	}
 	if err := e.s.Apply.Apply(ctx, objs); err != nil {
 		return nil, err
@@ -65,7 +67,9 @@ func (e *env) audit(ctx context.Context, name string, wait time.Duration) (*audi
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("audit job %s did not finish within %s", name, wait+3*time.Minute)
 		}
-		time.Sleep(2 * time.Second)
+		if err := sleepCtx(ctx, 2*time.Second); err != nil {
+			return nil, err
+		}
 	}
 	pods, err := e.cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + name})
 	if err != nil || len(pods.Items) == 0 {

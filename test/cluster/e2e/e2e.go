@@ -212,6 +212,10 @@ func (e *env) runScenario(ctx context.Context, sc scenario, seed uint64) *Row {
 	}
 	row.Client = d.stats()
 	row.Purchases, row.Client5xx, row.Failed = row.Client.Accepted, row.Client.Status5xx, row.Client.Failed
+	if ctx.Err() != nil { // interrupted: no judging, the run ends and the cluster comes down
+		row.Error = strings.TrimSpace(row.Error + "; interrupted")
+		return row
+	}
 	// The audit waits for the outbox to drain; the system must be whole again first.
 	if herr := e.s.WaitHealthy(ctx, 6*time.Minute); herr != nil && row.Error == "" {
 		row.Error = "not healthy after the scenario: " + herr.Error()
