@@ -66,6 +66,10 @@ CLUSTER_GO := cd test/cluster && $(GO)
 cluster-up: ## throwaway 3-node Kubernetes on this machine with txmesh deployed (root; builds what is not cached); last line KUBECONFIG=...
 	@$(CLUSTER_GO) run ./cmd/cluster up -repo $(CURDIR)
 
+.PHONY: cluster-build
+cluster-build: ## only build (or find cached) every binary and image of the cluster and every CD component, helm-controller included
+	@$(CLUSTER_GO) run ./cmd/cluster build -repo $(CURDIR)
+
 .PHONY: cluster-down
 cluster-down: ## remove the throwaway cluster and everything it made (safe to repeat, works after a crash)
 	@$(CLUSTER_GO) run ./cmd/cluster down

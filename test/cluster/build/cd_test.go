@@ -4,21 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 )
 
 // Each wrapper repeats its module's go line and whole `replace` block, read from the module's own go.mod (a
 // directory replace, ./api, becomes that module at the component's version), and nothing else but the
 // substitutes for versions the module proxy refuses.
 func TestCDComponentsRepeatUpstreamGoMod(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go command")
-	}
 	cache, err := CacheDir()
 	if err != nil {
 		t.Fatal(err)
@@ -69,44 +63,4 @@ func TestCDComponentsRepeatUpstreamGoMod(t *testing.T) {
 			}
 		}
 	}
-}
-
-// TXMESH_BUILD_CD=1 builds every CD component into the cache (minutes each, cold; take the machine's heavy
-// lock around it: flock /tmp/txmesh-heavy.lock nice -n 19 go test -run TestBuildCD -timeout 3h ./build).
-// One component: -run 'TestBuildCD/^flagger$'.
-func TestBuildCD(t *testing.T) {
-	if os.Getenv("TXMESH_BUILD_CD") == "" {
-		t.Skip("set TXMESH_BUILD_CD=1 to build the CD components (minutes each)")
-	}
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go command")
-	}
-	cache, err := CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range CDComponents() {
-		t.Run(c.Name, func(t *testing.T) {
-			start := time.Now()
-			bins, err := Ensure(context.Background(), cache, c, testLog{t})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for name, path := range bins {
-				st, err := os.Stat(path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Logf("%s %s: %s %.1f MiB", c.Name, c.Version, name, float64(st.Size())/(1<<20))
-			}
-			t.Logf("%s %s: ready in %s", c.Name, c.Version, time.Since(start).Round(time.Second))
-		})
-	}
-}
-
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(p []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

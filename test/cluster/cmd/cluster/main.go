@@ -4,7 +4,8 @@
 //	                                                 running one), deploy txmesh, wait until healthy; the last
 //	                                                 line printed is KUBECONFIG=<path>
 //	cluster down                                     remove everything the cluster made (safe to repeat)
-//	cluster build                                    only build (or find cached) the binaries and images
+//	cluster build                                    only build (or find cached) the binaries and images,
+//	                                                 and every CD component (helm-controller included)
 package main
 
 import (
@@ -61,6 +62,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		s, err := stack.Build(ctx, stack.Options{RepoRoot: root, Tag: *tag, Log: stdout})
 		if err != nil {
 			return err
+		}
+		// Every CD component too, helm-controller included (the e2e builds the others as it deploys them).
+		for _, c := range build.CDComponents() {
+			if _, err := build.Ensure(ctx, s, c, stdout); err != nil {
+				return err
+			}
 		}
 		fmt.Fprintf(stdout, "build: everything cached in %s (%s)\n", s, time.Since(start).Round(time.Second))
 		return nil
