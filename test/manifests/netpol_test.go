@@ -8,6 +8,7 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -98,5 +99,39 @@ func TestNetworkPoliciesSelectPods(t *testing.T) {
 				t.Error("the e2e overlay renders no NetworkPolicy: make e2e's network-policies scenario needs the component")
 			}
 		})
+	}
+}
+
+// TestKindPoliciesAdmitTheKindNetwork: overlays/kind rewrites, by name, the e2e overlay's policies that admit
+// make e2e's host (10.250.0.1, the bridge of the throwaway cluster) to the kind network; a policy renamed or
+// added there without the kind patch would keep an address that means nothing on kind, and the workflow's
+// client would be refused. Every ipBlock of the kind render must be the kind network.
+func TestKindPoliciesAdmitTheKindNetwork(t *testing.T) {
+	objs, err := Render("kustomize/overlays/kind")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, o := range objs {
+		if o.U.GetKind() != "NetworkPolicy" {
+			continue
+		}
+		rules, _, _ := unstructured.NestedSlice(o.U.Object, "spec", "ingress")
+		for _, r := range rules {
+			from, _, _ := unstructured.NestedSlice(r.(map[string]any), "from")
+			for _, f := range from {
+				cidr, ok, _ := unstructured.NestedString(f.(map[string]any), "ipBlock", "cidr")
+				if !ok {
+					continue
+				}
+				n++
+				if cidr != "172.30.0.0/24" {
+					t.Errorf("NetworkPolicy %s admits %s, want the kind network 172.30.0.0/24", o.U.GetName(), cidr)
+				}
+			}
+		}
+	}
+	if n < 3 {
+		t.Errorf("%d ipBlocks in the kind render, want the e2e client's, its metric reads' and the pod proxy's", n)
 	}
 }
