@@ -108,13 +108,13 @@ func (s *Stack) EmptyTxmesh(ctx context.Context) error {
 	if err := cs.CoreV1().Namespaces().Delete(ctx, Namespace, metav1.DeleteOptions{}); err != nil {
 		return err
 	}
-	for deadline := time.Now().Add(5 * time.Minute); ; {
+	for deadline := time.Now().Add(8 * time.Minute); ; { // 33–225 s measured
 		_, err := cs.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("namespace %s still there 5 min after its deletion", Namespace)
+			return fmt.Errorf("namespace %s still there 8 min after its deletion", Namespace)
 		}
 		select {
 		case <-ctx.Done():
