@@ -16,10 +16,7 @@ const (
 	ImageAutomationControllerVersion = "v1.2.4"
 	HelmControllerVersion            = "v1.6.4"
 	FlaggerVersion                   = "v1.44.0"
-	// FlaggerLoadtesterVersion is what cmd/loadtester of Flagger's module calls itself (its VERSION), the
-	// version of the loadtester chart that flux/ pins.
-	FlaggerLoadtesterVersion = "0.38.0"
-	DistributionVersion      = "v3.0.0"
+	DistributionVersion              = "v3.0.0"
 	// PrometheusVersion is the Go module version of Prometheus 3.16.0 (Prometheus 3.x is published as
 	// v0.3xx.y of github.com/prometheus/prometheus).
 	PrometheusVersion = "v0.316.0"
@@ -104,6 +101,7 @@ func CDComponents() []Component {
 		flux("image-automation-controller", ImageAutomationControllerVersion, kustomize),
 		flux("helm-controller", HelmControllerVersion, with(kustomize, digest, helmDigest)),
 		{Name: "flagger", Module: "github.com/fluxcd/flagger", Version: FlaggerVersion, GoLine: "1.26.0",
+			// cmd/loadtester is built too but not deployed: make e2e serves the load tester's webhooks itself.
 			Packages: []string{"github.com/fluxcd/flagger/cmd/flagger", "github.com/fluxcd/flagger/cmd/loadtester"},
 			Ldflags:  "-X github.com/fluxcd/flagger/pkg/version.REVISION=" + FlaggerVersion, Expect: 5 * time.Minute},
 		{Name: "distribution", Module: dist, Version: DistributionVersion, GoLine: "1.23.7",
@@ -155,12 +153,7 @@ func CDImages() []CDImage {
 		case c.Name == "flagger":
 			// Upstream: /flagger as nobody; its Deployment sets runAsUser 10001.
 			out = append(out, CDImage{Ref: ref, Component: c.Name, Files: map[string]string{"/flagger": "flagger"},
-				Entrypoint: []string{"/flagger"}, User: "65534:65534"},
-				// The loadtester's Deployment runs `./loadtester` (upstream's WORKDIR /home/app); with no
-				// working directory in the image the container's is /, where the binary is.
-				CDImage{Ref: "txmesh.local/flagger-loadtester:" + FlaggerLoadtesterVersion, Component: c.Name,
-					Files: map[string]string{"/loadtester": "loadtester"}, Entrypoint: []string{"/loadtester"},
-					User: "10001:10001"})
+				Entrypoint: []string{"/flagger"}, User: "65534:65534"})
 		case c.Name == "prometheus":
 			out = append(out, CDImage{Ref: ref, Component: c.Name,
 				Files:      map[string]string{"/bin/prometheus": "prometheus", "/bin/promtool": "promtool"},

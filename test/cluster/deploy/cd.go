@@ -68,17 +68,6 @@ metadata:
 	return renderKustomizationFiles(k, moduleDir, map[string][]byte{"namespace.yaml": ns})
 }
 
-// FlaggerLoadtester renders Flagger's load tester from its module (kustomize/tester) into namespace with the
-// local image.
-func FlaggerLoadtester(moduleDir, image, namespace string) ([]*unstructured.Unstructured, error) {
-	k, err := addon("flagger-loadtester-kustomization.yaml", "LOADTESTER_NAMESPACE", namespace,
-		"LOADTESTER_IMAGE", image)
-	if err != nil {
-		return nil, err
-	}
-	return renderKustomizationFiles(k, moduleDir, nil)
-}
-
 // renderKustomizationFiles is renderKustomization with more files beside kustomization.yaml (resources,
 // generator inputs).
 func renderKustomizationFiles(k []byte, moduleDir string, files map[string][]byte) ([]*unstructured.Unstructured, error) {

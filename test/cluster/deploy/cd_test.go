@@ -280,25 +280,3 @@ func TestPrometheusConfigIsValid(t *testing.T) {
 	}
 	t.Logf("%s", out)
 }
-
-func TestFlaggerLoadtesterRendersTester(t *testing.T) {
-	img := "txmesh.local/flagger-loadtester:" + build.FlaggerLoadtesterVersion
-	objs, err := FlaggerLoadtester(cdModuleDir(t, "flagger"), img, "loadtester")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := find(objs, "Deployment", "flagger-loadtester")
-	if d == nil || d.GetNamespace() != "loadtester" {
-		t.Fatal("no Deployment flagger-loadtester in loadtester")
-	}
-	c := container0(t, d)
-	if c["image"] != img || c["imagePullPolicy"] != "IfNotPresent" {
-		t.Errorf("loadtester: image %v policy %v", c["image"], c["imagePullPolicy"])
-	}
-	if cmd, _ := c["command"].([]any); len(cmd) == 0 || cmd[0] != "./loadtester" {
-		t.Errorf("loadtester command %v: the image puts the binary at /loadtester for ./loadtester", cmd)
-	}
-	if s := find(objs, "Service", "flagger-loadtester"); s == nil || s.GetNamespace() != "loadtester" {
-		t.Error("no Service flagger-loadtester in loadtester")
-	}
-}

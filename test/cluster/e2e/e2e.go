@@ -281,13 +281,7 @@ func write(res *Result, dir string) error {
 func schedule(names []string) ([]scenario, error) {
 	all := scenarios()
 	if len(names) == 0 {
-		var def []scenario
-		for _, s := range all {
-			if !s.optIn {
-				def = append(def, s)
-			}
-		}
-		return def, nil
+		return all, nil
 	}
 	var out []scenario
 	var known []string

@@ -22,7 +22,7 @@ import (
 // hooksPort is where Flagger reaches the harness's webhooks (kustomize/overlays/e2e-cd/canary-bank.yaml).
 const hooksPort = 5002
 
-// flaggerHooks is make e2e's stand-in for flagger-loadtester, whose image here holds its binary only (no curl,
+// flaggerHooks is make e2e's stand-in for flagger-loadtester, an image of which built here would hold its binary only (no curl,
 // no shell for the webhooks of components/canary): Flagger calls these webhooks on the host's bridge address
 // as it calls the load tester, and they send what production's do — the acceptance test (a transaction on the
 // canary, read back, replayed: the same answer) and a load test (transactions with unique ids on seeded

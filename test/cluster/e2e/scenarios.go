@@ -22,7 +22,6 @@ type scenario struct {
 	name, what     string
 	negative       bool                                            // the negative control: must lose, and the audit must say so
 	noClientErrors bool                                            // the scenario promises purchase clients see no 5xx and no failure
-	optIn          bool                                            // left out of the default schedule: runs only when E2E_SCENARIOS names it
 	before         func(ctx context.Context, e *env, r *Row) error // before the load starts (nil: nothing)
 	run            func(ctx context.Context, e *env, r *Row) error
 }
