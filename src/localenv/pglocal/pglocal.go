@@ -1,6 +1,9 @@
 // Package pglocal starts throwaway PostgreSQL servers from the server binaries installed on the machine: for
 // tests, `make run`, benchmarks and the HA lab (a primary with streaming standbys, kill -9 and promotion).
 //
+// Every server binary runs through src/localenv/proc: in its own process group, killed when the caller dies;
+// a server's default directory is a proc.TempDir, removed by the next caller when this one crashed.
+//
 // initdb and postgres refuse to run as root: when the caller is root the servers run as the unprivileged
 // `postgres` user (override with PGLOCAL_USER).
 package pglocal
@@ -18,16 +21,18 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/txmesh/txmesh/src/localenv/proc"
 )
 
 // Options configure a new server.
 type Options struct {
-	// Dir is where the data directory and log go; a fresh temporary directory when empty.
+	// Dir is where the data directory and log go; a fresh proc.TempDir when empty.
 	Dir string
 	// Port to listen on (127.0.0.1); a free one when 0.
 	Port int
@@ -49,9 +54,7 @@ type Server struct {
 	settings map[string]string
 	cred     *syscall.Credential
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	pm atomic.Pointer[proc.Process] // the postmaster; nil before the first start
 }
 
 // Superuser is the role initdb creates; authentication is trust on loopback.
@@ -158,7 +161,7 @@ func newServer(opts Options) (*Server, error) {
 	}
 	dir := opts.Dir
 	if dir == "" {
-		if dir, err = os.MkdirTemp("", "pglocal-"); err != nil {
+		if dir, err = proc.TempDir("pglocal-"); err != nil {
 			return nil, err
 		}
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -201,14 +204,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 // run executes one of the server binaries to completion as the server's user.
 func (s *Server) run(ctx context.Context, name string, args ...string) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, name), args...)
-	cmd.Dir = s.dir
-	cmd.SysProcAttr = sysProcAttr(s.cred)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	_, err := proc.Run(ctx, proc.Spec{Name: name, Path: filepath.Join(s.bin, name), Args: args, Dir: s.dir,
+		Cred: s.cred})
+	return err
 }
 
 // settingArgs is the settings as `-c name=value` arguments, in a stable order.
@@ -228,67 +226,24 @@ func (s *Server) settingArgs() []string {
 // Restart starts the server process on its existing data directory and waits until it accepts connections
 // (for a standby: connections in recovery).
 func (s *Server) Restart(ctx context.Context) error {
-	s.mu.Lock()
-	if s.cmd != nil {
-		s.mu.Unlock()
+	if s.Running() {
 		return errors.New("server already running")
 	}
-	args := append([]string{"-D", s.dataDir, "-p", strconv.Itoa(s.port)}, s.settingArgs()...)
-	logf, err := os.OpenFile(s.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		s.mu.Unlock()
+	// A new Process each time: the settings (the command line) may have changed since the last start.
+	pm := proc.New(proc.Spec{Name: "postgres", Path: filepath.Join(s.bin, "postgres"), Dir: s.dir,
+		Args: append([]string{"-D", s.dataDir, "-p", strconv.Itoa(s.port)}, s.settingArgs()...),
+		Log:  s.LogFile(), Cred: s.cred, StopSignal: syscall.SIGINT}) // SIGINT: fast shutdown
+	if err := pm.Start(); err != nil {
 		return err
 	}
-	cmd := exec.Command(filepath.Join(s.bin, "postgres"), args...)
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = sysProcAttr(s.cred)
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		s.mu.Unlock()
-		return fmt.Errorf("start postgres: %w", err)
-	}
-	done := make(chan struct{})
-	s.cmd, s.done = cmd, done
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		s.mu.Lock()
-		if s.cmd == cmd {
-			s.cmd = nil
-		}
-		s.mu.Unlock()
-		close(done)
-	}()
-	s.mu.Unlock()
-	return s.waitReady(ctx, done)
-}
-
-func (s *Server) waitReady(ctx context.Context, done <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	for {
+	s.pm.Store(pm)
+	return pm.WaitReady(ctx, 60*time.Second, func(ctx context.Context) error {
 		c, err := pgx.Connect(ctx, s.DSN("postgres")+"&connect_timeout=2")
 		if err == nil {
 			_ = c.Close(ctx)
-			return nil
 		}
-		select {
-		case <-done:
-			return fmt.Errorf("postgres exited during start-up: %s", s.tailLog())
-		case <-ctx.Done():
-			return fmt.Errorf("postgres not ready: %w (last error: %w): %s", ctx.Err(), err, s.tailLog())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func (s *Server) tailLog() string {
-	b, _ := os.ReadFile(s.LogFile())
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return strings.TrimSpace(string(b))
+		return err
+	})
 }
 
 // Port is the TCP port on 127.0.0.1.
@@ -308,11 +263,18 @@ func (s *Server) DSN(db string) string {
 	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", Superuser, s.Addr(), db)
 }
 
+// PID is the postmaster's process id (of its last run once it exited; 0 before the first start).
+func (s *Server) PID() int {
+	if pm := s.pm.Load(); pm != nil {
+		return pm.PID()
+	}
+	return 0
+}
+
 // Running reports whether the server process is alive.
 func (s *Server) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cmd != nil
+	pm := s.pm.Load()
+	return pm != nil && pm.Running()
 }
 
 // Exec runs one SQL statement as the superuser in database db.
@@ -331,38 +293,54 @@ func (s *Server) CreateDatabase(ctx context.Context, name string) error {
 	return s.Exec(ctx, "postgres", "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 }
 
-func (s *Server) signal(sig os.Signal) (<-chan struct{}, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return nil, errors.New("server not running")
-	}
-	return s.done, s.cmd.Process.Signal(sig)
-}
-
-// Stop shuts the server down cleanly (fast shutdown) and waits for it.
+// Stop shuts the server down cleanly (fast shutdown) and waits for it; after 30 s it kills it.
 func (s *Server) Stop() error {
-	done, err := s.signal(syscall.SIGINT)
-	if err != nil {
-		return err
+	if !s.Running() {
+		return errors.New("server not running")
 	}
-	select {
-	case <-done:
-		return nil
-	case <-time.After(30 * time.Second):
-		return s.Kill()
+	_ = s.Resume() // a paused server would never finish shutting down
+	if err := s.pm.Load().Stop(30 * time.Second); errors.Is(err, proc.ErrKilled) {
+		killBackends(s.dataDir)
 	}
+	return nil
 }
 
 // Kill sends SIGKILL to the postmaster and waits for it: a crash, not a shutdown. The postmaster's children
 // notice it is gone and exit; the data directory needs crash recovery at the next start.
 func (s *Server) Kill() error {
-	done, err := s.signal(syscall.SIGKILL)
-	if err != nil {
-		return err
+	if pm := s.pm.Load(); pm == nil || !pm.Kill() {
+		return errors.New("server not running")
 	}
-	<-done
-	killGroup(s.cred, s.dataDir)
+	killBackends(s.dataDir)
+	return nil
+}
+
+// Pause freezes every process of the server (SIGSTOP): connections stay open and nothing answers, as on a
+// machine that stalls; a synchronous standby that is paused holds every commit waiting for it. Resume
+// undoes it.
+func (s *Server) Pause() error { return s.signalAll(syscall.SIGSTOP) }
+
+// Resume ends Pause.
+func (s *Server) Resume() error { return s.signalAll(syscall.SIGCONT) }
+
+// signalAll signals the postmaster and its backends (see killBackends); the postmaster stops first, so that
+// it forks no backend the scan would miss.
+func (s *Server) signalAll(sig syscall.Signal) error {
+	pm := s.pm.Load()
+	if pm == nil || !pm.Running() {
+		return errors.New("server not running")
+	}
+	if sig == syscall.SIGSTOP {
+		if err := pm.Pause(); err != nil {
+			return err
+		}
+	}
+	for _, pid := range serverProcesses(s.dataDir) {
+		_ = syscall.Kill(pid, sig)
+	}
+	if sig == syscall.SIGCONT {
+		return pm.Resume()
+	}
 	return nil
 }
 

@@ -92,3 +92,48 @@ func TestFailoverAndRewind(t *testing.T) {
 	}
 	waitFor(t, "a replaying b", func() bool { return query[int](t, ctx, a, "SELECT count(*)::int FROM t") == 2 })
 }
+
+// TestPauseResume: a paused server answers nothing, not even on a connection opened before (its backend is
+// frozen as well, though backends leave the postmaster's process group); Resume brings it back, and a paused
+// server still stops cleanly.
+func TestPauseResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL server")
+	}
+	ctx := context.Background()
+	s, err := Start(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := pgx.Connect(ctx, s.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	var one int
+	err = c.QueryRow(qctx, "SELECT 1").Scan(&one)
+	cancel()
+	if err == nil {
+		t.Fatal("a paused server answered on a connection opened before the pause")
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if n := query[int](t, ctx, s, "SELECT 1"); n != 1 {
+		t.Fatalf("after Resume: SELECT 1 = %d", n)
+	}
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.pm.Load().Err(); err != nil {
+		t.Fatalf("a paused server did not shut down cleanly: postmaster %v", err)
+	}
+}
