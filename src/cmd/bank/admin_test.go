@@ -21,11 +21,12 @@ import (
 	"github.com/txmesh/txmesh/src/localenv/pglocal"
 )
 
-// Tests of the management listener (ADMIN_ADDR) of the bank command outside a mesh: the main listener
-// requires a client certificate, kubelet probes and Prometheus present none.
+// Tests of the management listener (ADMIN_ADDR) of the bank command outside a mesh: the main listener's API
+// requires an allowed client certificate, kubelet probes and Prometheus present none.
 
-// TestAdminListenerWithoutClientCertificate: a client without a certificate is refused by the main
-// listener, and gets /healthz, /readyz and the Prometheus metrics from ADMIN_ADDR, and nothing else there.
+// TestAdminListenerWithoutClientCertificate: a client without a certificate gets the Bank's 403 from the
+// main listener's API, and gets /healthz, /readyz and the Prometheus metrics from ADMIN_ADDR, and nothing
+// else there.
 func TestAdminListenerWithoutClientCertificate(t *testing.T) {
 	addr := webtest.FreeAddr(t)
 	b := startBank(t, pgtest.NewDatabase(t), map[string]string{"ADMIN_ADDR": addr})
@@ -35,8 +36,9 @@ func TestAdminListenerWithoutClientCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	noCert := bankclient.HTTPClient(5*time.Second, 1, trustOnly)
-	if r, err := webtest.Get(noCert, b.url+"/healthz"); err == nil || !strings.Contains(err.Error(), "certificate") {
-		t.Fatalf("main listener, no client certificate: %v %d %s; want the TLS handshake refused", err, r.Status,
+	if r, err := webtest.Get(noCert, b.url+"/v1/accounts/ACC-000001"); err != nil || r.Status != http.StatusForbidden ||
+		!strings.Contains(r.Body, `"code":"caller_not_allowed"`) {
+		t.Fatalf("main listener's API, no client certificate: %v %d %s; want 403 caller_not_allowed", err, r.Status,
 			r.Body)
 	}
 	if r, err := b.do(t, "GET", "/readyz", "", nil); err != nil || r.status != http.StatusOK {
@@ -61,7 +63,7 @@ func TestAdminListenerWithoutClientCertificate(t *testing.T) {
 		}
 	}
 
-	// The API is not reachable there: no way around the client certificate.
+	// The API is not reachable there: no way around the caller check.
 	for _, path := range []string{"/v1/accounts/ACC-000001", "/openapi.yaml"} {
 		if r := webtest.MustGet(t, admin+path); r.Status != http.StatusNotFound {
 			t.Fatalf("admin %s: %d %s; want 404", path, r.Status, r.Body)

@@ -39,14 +39,23 @@ type bankUnderTest struct {
 	url    string
 	client *http.Client
 	dsn    string
-	ca     string // the CA of the server and client certificates
+	ca     string    // the CA of the server and client certificates
+	certs  pki.Files // the CA, the Bank's certificate and the allowed client's
 }
 
 // envOf turns key/value pairs into a getenv function.
 func envOf(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
 
-// tlsEnv generates certificates and returns the serving variables and a client trusting the Bank.
+// tlsEnv generates certificates and returns the serving variables — the Store's certificate's ID the one
+// allowed caller — and a client trusting the Bank with that certificate.
 func tlsEnv(t *testing.T) (map[string]string, *http.Client) {
+	t.Helper()
+	env, client, _ := certEnv(t)
+	return env, client
+}
+
+// certEnv is tlsEnv, with the certificate files.
+func certEnv(t *testing.T) (map[string]string, *http.Client, pki.Files) {
 	t.Helper()
 	files, err := pki.Write(t.TempDir(), "store", "127.0.0.1", "localhost")
 	if err != nil {
@@ -58,13 +67,15 @@ func tlsEnv(t *testing.T) (map[string]string, *http.Client) {
 	}
 	return map[string]string{
 		"TLS_CERT_FILE": files.ServerCert, "TLS_KEY_FILE": files.ServerKey, "TLS_CLIENT_CA_FILE": files.CA,
-	}, bankclient.HTTPClient(10*time.Second, 64, tlsCfg)
+		"ALLOWED_CALLERS": files.ClientID,
+	}, bankclient.HTTPClient(10*time.Second, 64, tlsCfg), files
 }
 
-// startBank runs the bank program in-process on dsn (seeded with 3 EUR accounts of 1000) until the test ends.
+// startBank runs the bank program in-process on dsn (seeded with 3 EUR accounts of 1000) until the test ends;
+// extra overrides its environment (an empty value unsets: TLS_CERT_FILE "" serves plain HTTP).
 func startBank(t *testing.T, dsn string, extra map[string]string) bankUnderTest {
 	t.Helper()
-	env, client := tlsEnv(t)
+	env, client, files := certEnv(t)
 	env["DATABASE_URL"] = dsn
 	env["HTTP_ADDR"] = "127.0.0.1:0"
 	env["SHUTDOWN_DRAIN_DELAY"] = "0s"
@@ -88,7 +99,12 @@ func startBank(t *testing.T, dsn string, extra map[string]string) bankUnderTest 
 				t.Errorf("bank exited with %v", err)
 			}
 		})
-		return bankUnderTest{url: "https://" + addr.String(), client: client, dsn: dsn, ca: env["TLS_CLIENT_CA_FILE"]}
+		scheme := "https://"
+		if env["TLS_CERT_FILE"] == "" {
+			scheme = "http://"
+		}
+		return bankUnderTest{url: scheme + addr.String(), client: client, dsn: dsn, ca: env["TLS_CLIENT_CA_FILE"],
+			certs: files}
 	case err := <-done:
 		cancel()
 		t.Fatalf("bank did not start: %v", err)
@@ -494,4 +510,60 @@ func TestSIGTERMDuringLoad(t *testing.T) {
 	}
 	t.Logf("%d requests, %d answered 201 before exit, %d refused after the listener closed", sent.Load(), count,
 		refused.Load())
+}
+
+// TestSeedCommand: `bank seed` creates canary accounts (--canary-accounts, --canary-balance) beside or
+// instead of customer accounts (--accounts 0: what a production canary Job runs), and refuses nonsense
+// without touching the database.
+func TestSeedCommand(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	env := envOf(map[string]string{"DATABASE_URL": dsn, "LOG_LEVEL": "error"})
+	ctx := context.Background()
+	accounts := func() string {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		rows, err := conn.Query(ctx, "SELECT id, balance FROM accounts ORDER BY id")
+		if err != nil {
+			return "no table: " + err.Error()
+		}
+		var out []string
+		for rows.Next() {
+			var id string
+			var b int64
+			if err := rows.Scan(&id, &b); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%s=%d", id, b))
+		}
+		return strings.Join(out, " ")
+	}
+	for _, bad := range [][]string{{"--accounts", "0"}, {"--accounts", "0", "--canary-accounts", "0"},
+		{"--canary-accounts", "-1"}, {"--accounts", "-1", "--canary-accounts", "1"},
+		{"--canary-accounts", "1000000"}, {"--canary-accounts", "2", "extra"}} {
+		if err := run(ctx, append([]string{"seed"}, bad...), env, io.Discard, nil); err == nil {
+			t.Errorf("seed %q: no error", bad)
+		}
+	}
+	if got := accounts(); !strings.HasPrefix(got, "no table") {
+		t.Fatalf("refused seeds left accounts: %s", got)
+	}
+	if err := run(ctx, []string{"seed", "--accounts", "0", "--canary-accounts", "2", "--canary-balance", "5000"},
+		env, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := accounts(), "CANARY-000001=5000 CANARY-000002=5000"; got != want {
+		t.Fatalf("canary-only seed: %s, want %s", got, want)
+	}
+	if err := run(ctx, []string{"seed", "--accounts", "2", "--balance", "70", "--canary-accounts", "3"}, env,
+		io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := "ACC-000001=70 ACC-000002=70 CANARY-000001=5000 CANARY-000002=5000 CANARY-000003=1000000000000"
+	if got := accounts(); got != want {
+		t.Fatalf("seed of both: %s, want %s", got, want)
+	}
 }

@@ -1,7 +1,10 @@
 // Command txaudit proves from the two databases that the Store and the Bank agree: nothing lost, nothing
 // unknown, no field mismatch, nothing applied twice, every balance equal to its seed minus its approved debits.
+// It also counts the Bank's transactions per caller identity (the Store's, the canary checks', …), and
+// splits them into customer and canary traffic (transactions on CANARY-… accounts, by kind).
 //
 //	txaudit --store-dsn DSN --bank-dsn DSN [--wait DURATION] [--json]
+//	txaudit --version
 //
 // Exit status: 0 clean, 1 defects found (or the backlog did not drain within --wait), 2 usage or
 // connection errors.
@@ -38,6 +41,9 @@ func main() {
 	os.Exit(code)
 }
 
+// version is set at build time (-ldflags "-X main.version=…"), as the Dockerfile and the Makefile do.
+var version = "dev"
+
 // exitCode maps run's error to the exit status.
 func exitCode(err error) int {
 	switch {
@@ -61,7 +67,12 @@ func run(ctx context.Context, args []string, _ func(string) string, stdout io.Wr
 	bankDSN := fs.String("bank-dsn", "", "the Bank's database")
 	wait := fs.Duration("wait", 0, "first wait up to this long for the Store's outbox to drain (0: judge now)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	showVersion := fs.Bool("version", false, "print the version stamped at build time and exit")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		_, err := fmt.Fprintln(stdout, "txaudit", version)
 		return err
 	}
 	switch {
@@ -72,6 +83,8 @@ func run(ctx context.Context, args []string, _ func(string) string, stdout io.Wr
 	case *wait < 0:
 		return fmt.Errorf("%w (--wait must be >= 0)", errUsage)
 	}
+	// stdout carries the report alone (--json is read by machines), so the start line goes to stderr.
+	fmt.Fprintln(os.Stderr, "txaudit", version)
 	storeDB, closeStore, err := connect(*storeDSN)
 	if err != nil {
 		return fmt.Errorf("store database %s: %w", config.Redact(*storeDSN), err)

@@ -18,6 +18,7 @@ import (
 	"github.com/txmesh/txmesh/src/internal/pgtest"
 	"github.com/txmesh/txmesh/src/internal/postgres"
 	"github.com/txmesh/txmesh/src/internal/store"
+	"github.com/txmesh/txmesh/src/localenv/pki"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -75,7 +76,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) deliver(t *testing.T, p store.Purchase) {
 	t.Helper()
-	res, _, err := f.ledger.Process(context.Background(), p.Transaction())
+	res, _, err := f.ledger.Process(context.Background(), pki.ID("store"), p.Transaction())
 	if err != nil {
 		t.Error(err)
 		return
@@ -96,13 +97,15 @@ func TestCleanTextAndJSON(t *testing.T) {
 	f := newFixture(t)
 	out, err := f.run()
 	if err != nil || exitCode(err) != 0 || !strings.Contains(out, "CLEAN") ||
-		!strings.Contains(out, "3 purchases — pending 1, approved 2") {
+		!strings.Contains(out, "3 purchases — pending 1, approved 2") ||
+		!strings.Contains(out, "txaudit: bank by caller: spiffe://txmesh.local/store 2 (approved 2, declined 0)\n") {
 		t.Fatalf("exit %d (%v):\n%s", exitCode(err), err, out)
 	}
 	out, err = f.run("--json")
 	var rep audit.Report
 	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || !rep.Clean || rep.Purchases["approved"] != 2 ||
-		rep.Backlog != 1 || rep.Drained != nil {
+		rep.Backlog != 1 || rep.Drained != nil || len(rep.Bank.Callers) != 1 ||
+		rep.Bank.Callers[0] != (audit.CallerSummary{Caller: pki.ID("store"), Transactions: 2, Approved: 2}) {
 		t.Fatalf("--json: %v\n%s", err, out)
 	}
 }

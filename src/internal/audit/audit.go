@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/txmesh/txmesh/src/internal/payment"
 )
 
 // Category is a kind of defect.
@@ -58,6 +60,73 @@ type BankSummary struct {
 	Accounts     int64 `json:"accounts"`
 	// Probes counts the canary checks' transactions (ProbeStores): the Bank's alone by design, not unknown.
 	Probes int64 `json:"probes"`
+	// Callers counts the transactions by the identity of the caller that created them, sorted by it (caller
+	// "": recorded by a Bank that predates callers).
+	Callers []CallerSummary `json:"callers"`
+	// Customer and Canary split the transactions above (and the accounts) by account: canary accounts
+	// (payment.CanaryAccountPrefix, CANARY-…) hold the canary checks' test money; every other account is a
+	// customer's. Customer + Canary = the totals above.
+	Customer AccountTraffic `json:"customer"`
+	Canary   CanaryTraffic  `json:"canary"`
+}
+
+// Traffic counts transactions: how many, how the Bank decided them, and the approved debits per currency
+// (minor units).
+type Traffic struct {
+	Transactions    int64            `json:"transactions"`
+	Approved        int64            `json:"approved"`
+	Declined        int64            `json:"declined"`
+	ApprovedAmounts map[string]int64 `json:"approved_amounts"`
+}
+
+func newTraffic() Traffic { return Traffic{ApprovedAmounts: map[string]int64{}} }
+
+func (t *Traffic) add(a aggregate) {
+	t.Transactions += a.n
+	t.Approved += a.approved
+	t.Declined += a.declined
+	if a.amount != 0 {
+		t.ApprovedAmounts[a.currency] += a.amount
+	}
+}
+
+// AccountTraffic is the traffic on one class of accounts, and how many accounts the class has.
+type AccountTraffic struct {
+	Accounts int64 `json:"accounts"`
+	Traffic
+}
+
+// CanaryTraffic is the traffic on canary accounts, by kind, and the traffic of the canary checks that reached
+// customer accounts instead: never once canary accounts exist; a deployment whose canaries ran before them
+// (on ACC-000001…) shows that history here.
+type CanaryTraffic struct {
+	AccountTraffic
+	// Kinds splits the canary accounts' traffic by store id, sorted by it: flagger-acceptance and
+	// flagger-load for the checks' own transactions, a Store's id for purchases made on canary accounts.
+	Kinds []KindTraffic `json:"kinds"`
+	// OnCustomerAccounts: the canary checks' transactions (ProbeStores) on customer accounts.
+	OnCustomerAccounts Traffic `json:"on_customer_accounts"`
+}
+
+// KindTraffic is one kind of canary traffic.
+type KindTraffic struct {
+	Kind string `json:"kind"`
+	Traffic
+}
+
+// aggregate is one row of the traffic query: the transactions of one class, store and currency.
+type aggregate struct {
+	canary                        bool
+	store, currency               string
+	n, approved, declined, amount int64
+}
+
+// CallerSummary counts one caller's transactions.
+type CallerSummary struct {
+	Caller       string `json:"caller"`
+	Transactions int64  `json:"transactions"`
+	Approved     int64  `json:"approved"`
+	Declined     int64  `json:"declined"`
 }
 
 // ProbeStores are the store ids of the transactions Flagger's canary checks send straight to a Bank canary
@@ -69,6 +138,9 @@ var ProbeStores = map[string]bool{"flagger-acceptance": true, "flagger-load": tr
 type Report struct {
 	// Purchases counts the Store's purchases by status (pending, approved, declined, rejected).
 	Purchases map[string]int64 `json:"purchases"`
+	// CanaryPurchases counts, of Purchases, those on canary accounts (payment.CanaryAccountPrefix) by status:
+	// test money, not a customer's.
+	CanaryPurchases map[string]int64 `json:"canary_purchases"`
 	// Backlog is the Store's outbox size.
 	Backlog int64 `json:"backlog"`
 	// InFlight counts pending purchases the Bank has already decided (sent, outcome not recorded yet).
@@ -140,7 +212,11 @@ func readOnly(ctx context.Context, db *sql.DB) (*sql.Tx, error) {
 // means the audit could not be made (connection, missing tables), not that it found defects.
 func Run(ctx context.Context, storeDB, bankDB *sql.DB) (Report, error) {
 	rep := Report{Purchases: map[string]int64{"pending": 0, "approved": 0, "declined": 0, "rejected": 0},
-		Defects: map[Category]int{}, Findings: []Finding{}, Clean: true}
+		CanaryPurchases: map[string]int64{"pending": 0, "approved": 0, "declined": 0, "rejected": 0},
+		Defects:         map[Category]int{}, Findings: []Finding{}, Clean: true,
+		Bank: BankSummary{Callers: []CallerSummary{}, Customer: AccountTraffic{Traffic: newTraffic()},
+			Canary: CanaryTraffic{AccountTraffic: AccountTraffic{Traffic: newTraffic()}, Kinds: []KindTraffic{},
+				OnCustomerAccounts: newTraffic()}}}
 	for _, c := range Categories {
 		rep.Defects[c] = 0
 	}
@@ -158,6 +234,12 @@ func Run(ctx context.Context, storeDB, bankDB *sql.DB) (Report, error) {
 	}
 	defer func() { _ = bankTx.Rollback() }()
 	if err := balances(ctx, bankTx, &rep); err != nil { // the first query fixes the Bank's snapshot
+		return rep, fmt.Errorf("bank database: %w", err)
+	}
+	if err := callers(ctx, bankTx, &rep); err != nil {
+		return rep, fmt.Errorf("bank database: %w", err)
+	}
+	if err := traffic(ctx, bankTx, &rep); err != nil {
 		return rep, fmt.Errorf("bank database: %w", err)
 	}
 	candidates, err := compare(ctx, storeTx, bankTx, &rep)
@@ -183,18 +265,20 @@ func categoryOrder(c Category) int {
 }
 
 func storeSummary(ctx context.Context, tx *sql.Tx, rep *Report) error {
-	rows, err := tx.QueryContext(ctx, `SELECT status, count(*) FROM purchases GROUP BY status`)
+	rows, err := tx.QueryContext(ctx, `
+SELECT status, count(*), count(*) FILTER (WHERE starts_with(account_id, $1)) FROM purchases GROUP BY status`,
+		payment.CanaryAccountPrefix)
 	if err != nil {
 		return err
 	}
 	for rows.Next() {
 		var s string
-		var n int64
-		if err := rows.Scan(&s, &n); err != nil {
+		var n, canary int64
+		if err := rows.Scan(&s, &n, &canary); err != nil {
 			rows.Close()
 			return err
 		}
-		rep.Purchases[s] = n
+		rep.Purchases[s], rep.CanaryPurchases[s] = n, canary
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -238,6 +322,11 @@ GROUP BY a.id ORDER BY a.id`)
 			return err
 		}
 		rep.Bank.Accounts++
+		if payment.IsCanaryAccount(id) {
+			rep.Bank.Canary.Accounts++
+		} else {
+			rep.Bank.Customer.Accounts++
+		}
 		if initial-debits != balance {
 			rep.add(Imbalance, "", id, "balance %d, but initial %d − approved debits %d = %d (off by %d)",
 				balance, initial, debits, initial-debits, balance-(initial-debits))
@@ -246,6 +335,63 @@ GROUP BY a.id ORDER BY a.id`)
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	return nil
+}
+
+// callers counts the Bank's transactions per caller.
+func callers(ctx context.Context, tx *sql.Tx, rep *Report) error {
+	rows, err := tx.QueryContext(ctx, `
+SELECT caller, count(*), count(*) FILTER (WHERE status = 'approved'), count(*) FILTER (WHERE status = 'declined')
+FROM transactions GROUP BY caller ORDER BY caller`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c CallerSummary
+		if err := rows.Scan(&c.Caller, &c.Transactions, &c.Approved, &c.Declined); err != nil {
+			return err
+		}
+		rep.Bank.Callers = append(rep.Bank.Callers, c)
+	}
+	return rows.Err()
+}
+
+// traffic splits the Bank's transactions into customer and canary traffic (by account), the canary's by kind.
+func traffic(ctx context.Context, tx *sql.Tx, rep *Report) error {
+	rows, err := tx.QueryContext(ctx, `
+SELECT starts_with(account_id, $1), store_id, currency, count(*), count(*) FILTER (WHERE status = 'approved'),
+       count(*) FILTER (WHERE status = 'declined'), COALESCE(SUM(amount) FILTER (WHERE status = 'approved'), 0)::bigint
+FROM transactions GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`, payment.CanaryAccountPrefix)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	c := &rep.Bank.Canary
+	for rows.Next() {
+		var a aggregate
+		if err := rows.Scan(&a.canary, &a.store, &a.currency, &a.n, &a.approved, &a.declined, &a.amount); err != nil {
+			return err
+		}
+		a.currency = strings.TrimSpace(a.currency)
+		switch {
+		case a.canary:
+			c.add(a)
+			if k := len(c.Kinds); k == 0 || c.Kinds[k-1].Kind != a.store {
+				c.Kinds = append(c.Kinds, KindTraffic{Kind: a.store, Traffic: newTraffic()})
+			}
+			c.Kinds[len(c.Kinds)-1].add(a)
+		default:
+			rep.Bank.Customer.add(a)
+			if ProbeStores[a.store] {
+				c.OnCustomerAccounts.add(a)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	sort.Slice(c.Kinds, func(i, j int) bool { return c.Kinds[i].Kind < c.Kinds[j].Kind })
 	return nil
 }
 
@@ -451,8 +597,47 @@ func (r Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "txaudit: store: %d purchases — pending %d, approved %d, declined %d, rejected %d; "+
 		"outbox backlog %d; in flight %d\n", total, p["pending"], p["approved"], p["declined"], p["rejected"],
 		r.Backlog, r.InFlight)
+	if n := r.CanaryPurchases; n["pending"]+n["approved"]+n["declined"]+n["rejected"] > 0 {
+		fmt.Fprintf(&b, "txaudit: store: of which on canary accounts %d — pending %d, approved %d, declined %d, "+
+			"rejected %d\n", n["pending"]+n["approved"]+n["declined"]+n["rejected"], n["pending"], n["approved"],
+			n["declined"], n["rejected"])
+	}
 	fmt.Fprintf(&b, "txaudit: bank:  %d transactions — approved %d, declined %d (canary probes %d); %d accounts\n",
 		r.Bank.Transactions, r.Bank.Approved, r.Bank.Declined, r.Bank.Probes, r.Bank.Accounts)
+	cu, ca := r.Bank.Customer, r.Bank.Canary
+	fmt.Fprintf(&b, "txaudit: bank customers: %d accounts; %s\n", cu.Accounts, cu.Traffic)
+	fmt.Fprintf(&b, "txaudit: bank canary (%s…): %d accounts; %s; by kind:", payment.CanaryAccountPrefix,
+		ca.Accounts, ca.Traffic)
+	for i, k := range ca.Kinds {
+		fmt.Fprintf(&b, " %s %s", k.Kind, k.Traffic)
+		if i < len(ca.Kinds)-1 {
+			b.WriteString(";")
+		}
+	}
+	if len(ca.Kinds) == 0 {
+		b.WriteString(" none")
+	}
+	b.WriteString("\n")
+	if o := ca.OnCustomerAccounts; o.Transactions > 0 {
+		fmt.Fprintf(&b, "txaudit: WARNING: canary checks on customer accounts: %s — customers' money; canary "+
+			"traffic must use %s accounts (bank seed --canary-accounts)\n", o, payment.CanaryAccountPrefix)
+	}
+	b.WriteString("txaudit: bank by caller:")
+	for i, c := range r.Bank.Callers {
+		who := c.Caller
+		if who == "" {
+			who = "(not recorded)"
+		}
+		sep := ";"
+		if i == len(r.Bank.Callers)-1 {
+			sep = ""
+		}
+		fmt.Fprintf(&b, " %s %d (approved %d, declined %d)%s", who, c.Transactions, c.Approved, c.Declined, sep)
+	}
+	if len(r.Bank.Callers) == 0 {
+		b.WriteString(" none")
+	}
+	b.WriteString("\n")
 	if r.Drained != nil && !*r.Drained {
 		fmt.Fprintf(&b, "txaudit: the backlog did not drain within --wait (%d left)\n", r.Backlog)
 	}
@@ -480,6 +665,24 @@ func (r Report) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// String is the traffic in one phrase: "3 transactions — approved 2 (250 EUR), declined 1".
+func (t Traffic) String() string {
+	cur := make([]string, 0, len(t.ApprovedAmounts))
+	for c := range t.ApprovedAmounts {
+		cur = append(cur, c)
+	}
+	sort.Strings(cur)
+	amounts := make([]string, 0, len(cur))
+	for _, c := range cur {
+		amounts = append(amounts, fmt.Sprintf("%d %s", t.ApprovedAmounts[c], c))
+	}
+	if len(amounts) == 0 {
+		amounts = []string{"0"}
+	}
+	return fmt.Sprintf("%d transactions — approved %d (%s), declined %d", t.Transactions, t.Approved,
+		strings.Join(amounts, ", "), t.Declined)
 }
 
 func (r Report) total() int {

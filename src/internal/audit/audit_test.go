@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -25,6 +26,7 @@ import (
 	"github.com/txmesh/txmesh/src/internal/postgres"
 	"github.com/txmesh/txmesh/src/internal/relay"
 	"github.com/txmesh/txmesh/src/internal/store"
+	"github.com/txmesh/txmesh/src/localenv/pki"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -83,7 +85,7 @@ func newWorld(t *testing.T) *world {
 		return p
 	}
 	send := func(p store.Purchase, record bool) payment.Result {
-		res, _, err := ledger.Process(ctx, p.Transaction())
+		res, _, err := ledger.Process(ctx, pki.ID("store"), p.Transaction())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,9 +166,188 @@ func TestCleanWorld(t *testing.T) {
 			t.Fatalf("purchases %v, want %v", rep.Purchases, want)
 		}
 	}
-	if rep.Backlog != 2 || rep.InFlight != 1 || rep.Bank != (audit.BankSummary{Transactions: 11, Approved: 9,
-		Declined: 2, Accounts: 5}) { // the in-flight one was approved
-		t.Fatalf("backlog %d in flight %d bank %+v", rep.Backlog, rep.InFlight, rep.Bank)
+	var approved int64 // the in-flight one was approved
+	for _, p := range append(w.approved, w.inFlight...) {
+		approved += p.Amount
+	}
+	none := audit.Traffic{ApprovedAmounts: map[string]int64{}}
+	if rep.Backlog != 2 || rep.InFlight != 1 || !reflect.DeepEqual(rep.Bank, audit.BankSummary{Transactions: 11,
+		Approved: 9, Declined: 2, Accounts: 5,
+		Callers: []audit.CallerSummary{{Caller: pki.ID("store"), Transactions: 11, Approved: 9, Declined: 2}},
+		Customer: audit.AccountTraffic{Accounts: 5, Traffic: audit.Traffic{Transactions: 11, Approved: 9, Declined: 2,
+			ApprovedAmounts: map[string]int64{"EUR": approved}}},
+		Canary: audit.CanaryTraffic{AccountTraffic: audit.AccountTraffic{Traffic: none}, Kinds: []audit.KindTraffic{},
+			OnCustomerAccounts: none}}) {
+		t.Fatalf("backlog %d in flight %d bank %#v", rep.Backlog, rep.InFlight, rep.Bank)
+	}
+	if c := rep.CanaryPurchases; c["pending"]+c["approved"]+c["declined"]+c["rejected"] != 0 {
+		t.Fatalf("canary purchases %v in a world without canary accounts", c)
+	}
+}
+
+// TestCanaryTrafficIsSplit: the canary checks' transactions on canary accounts (through the Bank's ledger, as
+// the load tester's caller) and a Store purchase on a canary account are reported apart from the customers',
+// by kind with their amounts; a canary check that spent a customer's account (the old webhooks'
+// ACC-000001) is called out; the totals stay what they were, the world clean.
+func TestCanaryTrafficIsSplit(t *testing.T) {
+	w := newWorld(t)
+	storeDSN, bankDSN := copyDB(t, w.storeDSN), copyDB(t, w.bankDSN)
+	storeDB, bankDB := open(t, storeDSN), open(t, bankDSN)
+	ctx := context.Background()
+	if _, err := bank.SeedCanary(ctx, bankDB, 2, 1_000_000, "EUR"); err != nil {
+		t.Fatal(err)
+	}
+	before, err := audit.Run(ctx, sqlDB(t, storeDSN), sqlDB(t, bankDSN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger, repo := bank.NewRepository(bankDB), store.NewRepository(storeDB, "store-a")
+	const loadtester = "spiffe://cluster.local/ns/loadtester/sa/default"
+	probe := func(storeID, account string, amount int64, want payment.Status) {
+		t.Helper()
+		res, _, err := ledger.Process(ctx, loadtester, payment.Transaction{ID: uuid.New(), StoreID: storeID,
+			AccountID: account, Amount: amount, Currency: "EUR", CreatedAt: time.Now()})
+		if err != nil || res.Status != want {
+			t.Fatalf("%s on %s: %+v %v, want %s", storeID, account, res, err, want)
+		}
+	}
+	probe("flagger-acceptance", bank.CanaryAccountID(1), 1, payment.StatusApproved)
+	probe("flagger-load", bank.CanaryAccountID(1), 3, payment.StatusApproved)
+	probe("flagger-load", bank.CanaryAccountID(2), 4, payment.StatusApproved)
+	probe("flagger-load", bank.CanaryAccountID(2), 2_000_000, payment.StatusDeclined) // insufficient funds
+	probe("flagger-acceptance", "ACC-000004", 7, payment.StatusApproved)              // the old webhooks' way
+	p, _, err := repo.Create(ctx, store.NewPurchase{AccountID: bank.CanaryAccountID(2), Amount: 5, Currency: "EUR",
+		Source: store.SourceGenerator})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _, err := ledger.Process(ctx, pki.ID("store"), p.Transaction())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Complete(ctx, p.ID, res); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Run(ctx, sqlDB(t, storeDSN), sqlDB(t, bankDSN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Clean || rep.Bank.Probes != 5 || rep.Bank.Transactions != before.Bank.Transactions+6 {
+		t.Fatalf("clean %v, probes %d, transactions %d (before %d); findings %+v", rep.Clean, rep.Bank.Probes,
+			rep.Bank.Transactions, before.Bank.Transactions, rep.Findings)
+	}
+	eur := func(n int64) map[string]int64 { return map[string]int64{"EUR": n} }
+	before.Bank.Customer.Transactions++ // the acceptance test on ACC-000004
+	before.Bank.Customer.Approved++
+	before.Bank.Customer.ApprovedAmounts["EUR"] += 7
+	want := audit.CanaryTraffic{
+		AccountTraffic: audit.AccountTraffic{Accounts: 2, Traffic: audit.Traffic{Transactions: 5, Approved: 4,
+			Declined: 1, ApprovedAmounts: eur(1 + 3 + 4 + 5)}},
+		Kinds: []audit.KindTraffic{
+			{Kind: "flagger-acceptance", Traffic: audit.Traffic{Transactions: 1, Approved: 1, ApprovedAmounts: eur(1)}},
+			{Kind: "flagger-load", Traffic: audit.Traffic{Transactions: 3, Approved: 2, Declined: 1, ApprovedAmounts: eur(7)}},
+			{Kind: "store-a", Traffic: audit.Traffic{Transactions: 1, Approved: 1, ApprovedAmounts: eur(5)}}},
+		OnCustomerAccounts: audit.Traffic{Transactions: 1, Approved: 1, ApprovedAmounts: eur(7)},
+	}
+	if !reflect.DeepEqual(rep.Bank.Canary, want) || !reflect.DeepEqual(rep.Bank.Customer, before.Bank.Customer) {
+		t.Fatalf("canary %#v\nwant %#v\ncustomer %#v\nwant %#v", rep.Bank.Canary, want, rep.Bank.Customer,
+			before.Bank.Customer)
+	}
+	cu, ca := rep.Bank.Customer, rep.Bank.Canary
+	if cu.Transactions+ca.Transactions != rep.Bank.Transactions || cu.Approved+ca.Approved != rep.Bank.Approved ||
+		cu.Declined+ca.Declined != rep.Bank.Declined || cu.Accounts+ca.Accounts != rep.Bank.Accounts {
+		t.Fatalf("customer %+v + canary %+v ≠ the totals %+v", cu, ca.AccountTraffic, rep.Bank)
+	}
+	if rep.CanaryPurchases["approved"] != 1 || rep.Purchases["approved"] != before.Purchases["approved"]+1 {
+		t.Fatalf("purchases %v, on canary accounts %v", rep.Purchases, rep.CanaryPurchases)
+	}
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	// What make e2e's judge reads (test/cluster/e2e/audit.go) keeps its names; the split is beside it.
+	var back struct {
+		Purchases map[string]int64 `json:"purchases"`
+		Bank      struct {
+			Transactions, Approved, Declined int64
+			Customer                         audit.AccountTraffic `json:"customer"`
+			Canary                           audit.CanaryTraffic  `json:"canary"`
+		} `json:"bank"`
+		CanaryPurchases map[string]int64 `json:"canary_purchases"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Bank.Transactions != rep.Bank.Transactions ||
+		back.Bank.Approved != rep.Bank.Approved || back.Bank.Declined != rep.Bank.Declined ||
+		!reflect.DeepEqual(back.Bank.Canary, want) || !reflect.DeepEqual(back.Bank.Customer, cu) ||
+		back.CanaryPurchases["approved"] != 1 || back.Purchases["approved"] != rep.Purchases["approved"] {
+		t.Fatalf("JSON (%v):\n%s", err, js.String())
+	}
+	for _, field := range []string{`"approved_amounts": {`, `"kind": "flagger-load"`, `"on_customer_accounts": {`} {
+		if !strings.Contains(js.String(), field) {
+			t.Errorf("JSON lacks %s:\n%s", field, js.String())
+		}
+	}
+	var text bytes.Buffer
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		fmt.Sprintf("txaudit: bank customers: 5 accounts; %d transactions — approved %d (%d EUR), declined %d\n",
+			cu.Transactions, cu.Approved, cu.ApprovedAmounts["EUR"], cu.Declined),
+		"txaudit: bank canary (CANARY-…): 2 accounts; 5 transactions — approved 4 (13 EUR), declined 1; by kind: " +
+			"flagger-acceptance 1 transactions — approved 1 (1 EUR), declined 0; flagger-load 3 transactions — " +
+			"approved 2 (7 EUR), declined 1; store-a 1 transactions — approved 1 (5 EUR), declined 0\n",
+		"txaudit: WARNING: canary checks on customer accounts: 1 transactions — approved 1 (7 EUR), declined 0",
+		"txaudit: store: of which on canary accounts 1 — pending 0, approved 1, declined 0, rejected 0\n",
+	} {
+		if !strings.Contains(text.String(), line) {
+			t.Errorf("text lacks\n%s in\n%s", line, text.String())
+		}
+	}
+}
+
+// TestTransactionsPerCaller: the report counts the Bank's transactions per caller identity, in its JSON and
+// in one text line — the Store's, a canary probe's sent by the load tester, and one of a Bank that
+// predates callers ("not recorded").
+func TestTransactionsPerCaller(t *testing.T) {
+	w := newWorld(t)
+	bankDSN := copyDB(t, w.bankDSN)
+	b := open(t, bankDSN)
+	const loadtester = "spiffe://cluster.local/ns/loadtester/sa/default"
+	exec(t, b, `INSERT INTO transactions (id, store_id, account_id, amount, currency, created_at, status, caller)
+VALUES (?, 'flagger-load', 'ACC-000004', 10, 'EUR', now(), 'approved', ?)`, uuid.New(), loadtester)
+	exec(t, b, `INSERT INTO transactions (id, store_id, account_id, amount, currency, created_at, status, reason)
+VALUES (?, 'flagger-acceptance', 'ACC-777777', 10, 'EUR', now(), 'declined', 'unknown_account')`, uuid.New())
+	exec(t, b, "UPDATE accounts SET balance = balance - 10 WHERE id = 'ACC-000004'")
+	rep, err := audit.Run(context.Background(), sqlDB(t, w.storeDSN), sqlDB(t, bankDSN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []audit.CallerSummary{{Caller: "", Transactions: 1, Declined: 1},
+		{Caller: loadtester, Transactions: 1, Approved: 1},
+		{Caller: pki.ID("store"), Transactions: 11, Approved: 9, Declined: 2}}
+	if !rep.Clean || !reflect.DeepEqual(rep.Bank.Callers, want) {
+		t.Fatalf("clean %v, callers %+v; want %+v (findings %+v)", rep.Clean, rep.Bank.Callers, want, rep.Findings)
+	}
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Bank struct {
+			Callers []audit.CallerSummary `json:"callers"`
+		} `json:"bank"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || !reflect.DeepEqual(back.Bank.Callers, want) {
+		t.Fatalf("JSON callers %+v (%v):\n%s", back.Bank.Callers, err, js.String())
+	}
+	var text bytes.Buffer
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	line := "txaudit: bank by caller: (not recorded) 1 (approved 0, declined 1); " + loadtester +
+		" 1 (approved 1, declined 0); spiffe://txmesh.local/store 11 (approved 9, declined 2)\n"
+	if !strings.Contains(text.String(), line) {
+		t.Fatalf("text lacks\n%s in\n%s", line, text.String())
 	}
 }
 

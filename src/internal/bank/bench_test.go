@@ -49,7 +49,7 @@ func BenchmarkPostTransactionMTLS(b *testing.B) {
 		b.Fatal(err)
 	}
 	health := web.NewHealth(func(context.Context) error { return nil })
-	h := NewServer(NewRepository(db), health, prometheus.NewRegistry(), log)
+	h := NewServer(NewRepository(db), anonymous(), health, prometheus.NewRegistry(), log)
 	cfg := web.ServerConfig{Addr: "127.0.0.1:0", TLSCertFile: files.ServerCert, TLSKeyFile: files.ServerKey,
 		TLSClientCAFile: files.CA, ShutdownTimeout: 5 * time.Second}
 	ready := make(chan net.Addr, 1)

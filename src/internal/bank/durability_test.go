@@ -47,7 +47,7 @@ func TestNoReplayConfirmsAnUnreplicatedTransaction(t *testing.T) {
 	within := func(d time.Duration) (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, d) }
 	for _, tx := range []payment.Transaction{approved, unknown} {
 		cctx, cancel := within(time.Second)
-		_, _, err := l.Process(cctx, tx)
+		_, _, err := l.Process(cctx, testCaller, tx)
 		cancel()
 		if err == nil {
 			t.Fatalf("control: %s processed without the synchronous standby", tx.AccountID)
@@ -66,14 +66,14 @@ func TestNoReplayConfirmsAnUnreplicatedTransaction(t *testing.T) {
 
 	for _, tx := range []payment.Transaction{approved, unknown} {
 		cctx, cancel := within(2 * time.Second)
-		res, _, err := l.Process(cctx, tx)
+		res, _, err := l.Process(cctx, testCaller, tx)
 		cancel()
 		if err == nil {
 			t.Fatalf("the replay of the unreplicated %s transaction confirmed it: %+v", tx.AccountID, res)
 		}
 	}
 	cctx, cancel := within(2 * time.Second)
-	out, err := l.ProcessBatch(cctx, []payment.Transaction{approved, unknown})
+	out, err := l.ProcessBatch(cctx, testCaller, []payment.Transaction{approved, unknown})
 	cancel()
 	if err == nil {
 		t.Fatalf("a batch of replays of unreplicated transactions confirmed them: %+v", out)
@@ -82,11 +82,11 @@ func TestNoReplayConfirmsAnUnreplicatedTransaction(t *testing.T) {
 	if err := srv.ReconnectStandby(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res, created, err := l.Process(ctx, approved)
+	res, created, err := l.Process(ctx, testCaller, approved)
 	if err != nil || created || res.Status != payment.StatusApproved {
 		t.Fatalf("replay with the standby back: %+v created=%v %v", res, created, err)
 	}
-	out, err = l.ProcessBatch(ctx, []payment.Transaction{approved, unknown})
+	out, err = l.ProcessBatch(ctx, testCaller, []payment.Transaction{approved, unknown})
 	if err != nil || len(out) != 2 || out[0].Created || out[1].Result.Status != payment.StatusDeclined {
 		t.Fatalf("batch replay with the standby back: %+v %v", out, err)
 	}

@@ -44,25 +44,36 @@ const MigrationLockID int64 = 0x7478_6d65_7368_0001
 // Errors the Ledger returns; anything else is a database failure (see postgres.Unavailable) or a bug.
 var (
 	ErrConflict = errors.New("transaction id already used with different fields")
+	// ErrForeign: the id belongs to a transaction another caller created; nothing of it is disclosed, not
+	// even whether the fields match.
+	ErrForeign  = errors.New("transaction id already used by another caller")
 	ErrNotFound = errors.New("not found")
 )
 
-// Ledger stores accounts and transactions.
+// Ledger stores accounts and transactions. Each transaction belongs to the caller that created it (its
+// identity, see package caller): only that caller replays or reads it. A transaction whose caller is unknown
+// (recorded before callers were, caller "") is every caller's.
 //
 //go:generate mockgen -typed -destination=mock_ledger_test.go -package=bank . Ledger
 type Ledger interface {
-	// Process applies tx once: the first call records the decision (and debits on approval) and returns it
-	// with created=true; later calls with the same fields return the stored result with created=false; the
-	// same id with different fields returns ErrConflict and changes nothing.
-	Process(ctx context.Context, tx payment.Transaction) (res payment.Result, created bool, err error)
-	// ProcessBatch applies every transaction of txs as Process would, in that order, in ONE database
+	// Process applies tx once for caller: the first call records the decision and the caller (and debits on
+	// approval) and returns it with created=true; later calls by the same caller with the same fields return
+	// the stored result with created=false; the same id with different fields returns ErrConflict, the id of
+	// another caller's transaction ErrForeign (whatever its fields), and both change nothing.
+	Process(ctx context.Context, caller string, tx payment.Transaction) (res payment.Result, created bool, err error)
+	// ProcessBatch applies every transaction of txs for caller as Process would, in that order, in ONE database
 	// statement: outcome i is what Process would have returned for txs[i] had the transactions been sent one
 	// after the other (a later duplicate of an id is a replay of the earlier one, or a conflict). An error
 	// fails the whole batch and changes nothing: a retry is safe.
-	ProcessBatch(ctx context.Context, txs []payment.Transaction) ([]Outcome, error)
-	Transaction(ctx context.Context, id uuid.UUID) (payment.Record, error)
+	ProcessBatch(ctx context.Context, caller string, txs []payment.Transaction) ([]Outcome, error)
+	// Transaction returns caller's transaction id: ErrNotFound when there is none, ErrForeign when it is
+	// another caller's.
+	Transaction(ctx context.Context, caller string, id uuid.UUID) (payment.Record, error)
 	Account(ctx context.Context, id string) (payment.Account, error)
 }
+
+// owns reports whether caller may replay or read a transaction recorded for owner.
+func owns(owner, caller string) bool { return owner == "" || owner == caller }
 
 // Repository is the PostgreSQL Ledger.
 type Repository struct {
@@ -92,9 +103,9 @@ WITH acct AS (
         WHEN (SELECT balance FROM acct) < @amount       THEN 'insufficient_funds'
         ELSE '' END AS reason
 ), ins AS (
-    INSERT INTO transactions (id, store_id, account_id, amount, currency, created_at, status, reason)
+    INSERT INTO transactions (id, store_id, account_id, amount, currency, created_at, status, reason, caller)
     SELECT @id, @store, @account, @amount, @currency, @created,
-           CASE WHEN reason = '' THEN 'approved' ELSE 'declined' END, reason
+           CASE WHEN reason = '' THEN 'approved' ELSE 'declined' END, reason, @caller
     FROM decision
     ON CONFLICT (id) DO NOTHING
     RETURNING id, status, reason, processed_at
@@ -107,7 +118,7 @@ SELECT id, status, reason, processed_at FROM ins`
 // processArgs are processSQL's parameters in the order Process passes them: positional binds ($1 …, one per
 // name) instead of gorm's named expansion, which rebuilt the SQL text, bound 12 values instead of 6 and, in
 // Scan, formatted the statement with every value for its logger on every call (docs/performance.md).
-var processArgs = []string{"id", "store", "account", "amount", "currency", "created"}
+var processArgs = []string{"id", "store", "account", "amount", "currency", "created", "caller"}
 
 // processPositional is processSQL with @name replaced by $n (n = position of name in processArgs).
 var processPositional = positional(processSQL, processArgs)
@@ -144,7 +155,8 @@ func positional(sql string, names []string) string {
 //   - run decides the new ones per account in array order, carrying the balance left: an approval debits
 //     what the next one sees, a decline does not (the recursion goes one item deeper per item an account has
 //     in the batch);
-//   - ins records them (ON CONFLICT (id) DO NOTHING, as processSQL), debit subtracts what ins approved;
+//   - ins records them with the batch's caller (ON CONFLICT (id) DO NOTHING, as processSQL), debit subtracts
+//     what ins approved;
 //   - an id recorded by a concurrent request after this statement's snapshot (it waited on one of its
 //     locks) is not inserted by ins, and the decisions after it on its account may have counted its debit:
 //     then bank_batch_raced() fails the statement as a serialization failure, everything rolls back and
@@ -187,9 +199,9 @@ WITH RECURSIVE item AS (
         WHEN r.left_over < c.amount        THEN 'insufficient_funds'
         ELSE '' END AS reason) d
 ), ins AS (
-    INSERT INTO transactions (id, store_id, account_id, amount, currency, created_at, status, reason)
+    INSERT INTO transactions (id, store_id, account_id, amount, currency, created_at, status, reason, caller)
     SELECT c.id, c.store_id, c.account_id, c.amount, c.currency, c.created_at,
-           CASE WHEN r.reason = '' THEN 'approved' ELSE 'declined' END, r.reason
+           CASE WHEN r.reason = '' THEN 'approved' ELSE 'declined' END, r.reason, @caller::text
     FROM cand c JOIN run r ON r.ord = c.ord
     ORDER BY c.id
     ON CONFLICT (id) DO NOTHING
@@ -199,14 +211,15 @@ WITH RECURSIVE item AS (
     FROM (SELECT account_id, sum(amount) AS total FROM ins WHERE status = 'approved' GROUP BY account_id) d
     WHERE a.id = d.account_id
 )
-SELECT i.ord, s.id IS NOT NULL, s.store_id, s.account_id, s.amount, s.currency, s.created_at,
+SELECT i.ord, s.id IS NOT NULL, s.store_id, s.account_id, s.amount, s.currency, s.created_at, s.caller,
        COALESCE(s.status, n.status), COALESCE(s.reason, n.reason), COALESCE(s.processed_at, n.processed_at)
 FROM item i LEFT JOIN stored s ON s.id = i.id LEFT JOIN ins n ON n.id = i.id
 WHERE CASE WHEN (SELECT count(*) FROM ins) < (SELECT count(*) FROM cand) THEN bank_batch_raced() ELSE true END
 ORDER BY i.ord`
 
-// processBatchArgs are processBatchSQL's array parameters in the order processBatch passes them.
-var processBatchArgs = []string{"ids", "stores", "accounts", "amounts", "currencies", "created"}
+// processBatchArgs are processBatchSQL's parameters in the order processBatch passes them: the arrays, then
+// the caller.
+var processBatchArgs = []string{"ids", "stores", "accounts", "amounts", "currencies", "created", "caller"}
 
 var processBatchPositional = positional(processBatchSQL, processBatchArgs)
 
@@ -219,11 +232,11 @@ const maxBatchRuns = 4
 type Outcome struct {
 	Result  payment.Result
 	Created bool
-	Err     error // ErrConflict, or nil
+	Err     error // ErrConflict, ErrForeign, or nil
 }
 
 // ProcessBatch implements Ledger.
-func (r *Repository) ProcessBatch(ctx context.Context, txs []payment.Transaction) ([]Outcome, error) {
+func (r *Repository) ProcessBatch(ctx context.Context, caller string, txs []payment.Transaction) ([]Outcome, error) {
 	if len(txs) == 0 || len(txs) > payment.MaxBatchItems {
 		return nil, fmt.Errorf("process batch: %d transactions, want 1-%d", len(txs), payment.MaxBatchItems)
 	}
@@ -237,7 +250,7 @@ func (r *Repository) ProcessBatch(ctx context.Context, txs []payment.Transaction
 			uniq = append(uniq, tx.Normalize())
 		}
 	}
-	refs, err := r.processBatch(ctx, uniq)
+	refs, err := r.processBatch(ctx, caller, uniq)
 	if err != nil {
 		return nil, fmt.Errorf("process batch of %d (%s, …): %w", len(txs), txs[0].ID, err)
 	}
@@ -257,6 +270,8 @@ func (r *Repository) ProcessBatch(ctx context.Context, txs []payment.Transaction
 		switch {
 		case ref.created && !answered[j]:
 			out[i] = Outcome{Result: ref.rec.Result(), Created: true}
+		case !owns(ref.caller, caller):
+			out[i] = Outcome{Err: ErrForeign}
 		case ref.rec.SameFields(tx):
 			out[i] = Outcome{Result: ref.rec.Result()}
 		default:
@@ -268,15 +283,17 @@ func (r *Repository) ProcessBatch(ctx context.Context, txs []payment.Transaction
 }
 
 // batchRef is what the database holds for one id of a batch after the statement: the record that later
-// occurrences are compared with, and whether the statement created it.
+// occurrences are compared with, its caller, and whether the statement created it.
 type batchRef struct {
 	rec     payment.Record
+	caller  string
 	created bool
 }
 
 // processBatch runs processBatchSQL for distinct, normalized transactions, again when it raced (see
 // processBatchSQL); refs[i] belongs to uniq[i].
-func (r *Repository) processBatch(ctx context.Context, uniq []payment.Transaction) ([]batchRef, error) {
+func (r *Repository) processBatch(ctx context.Context, caller string, uniq []payment.Transaction) ([]batchRef,
+	error) {
 	ids := make([][16]byte, len(uniq))
 	stores := make([]string, len(uniq))
 	accounts := make([]string, len(uniq))
@@ -291,11 +308,12 @@ func (r *Repository) processBatch(ctx context.Context, uniq []payment.Transactio
 	for run := 1; ; run++ {
 		err := r.onConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 			if run == 1 {
-				rows, err := c.Query(ctx, processBatchPositional, ids, stores, accounts, amounts, currencies, created)
+				rows, err := c.Query(ctx, processBatchPositional, ids, stores, accounts, amounts, currencies, created,
+					caller)
 				if err != nil {
 					return err
 				}
-				return scanBatch(rows, uniq, refs)
+				return scanBatch(rows, caller, uniq, refs)
 			}
 			// Again after a race: the accounts are locked first, in the same order, and the statement's
 			// snapshot is taken only then, so every request that recorded one of these ids on one of these
@@ -304,11 +322,12 @@ func (r *Repository) processBatch(ctx context.Context, uniq []payment.Transactio
 				if _, err := tx.Exec(ctx, lockAccountsSQL, accounts); err != nil {
 					return err
 				}
-				rows, err := tx.Query(ctx, processBatchPositional, ids, stores, accounts, amounts, currencies, created)
+				rows, err := tx.Query(ctx, processBatchPositional, ids, stores, accounts, amounts, currencies, created,
+					caller)
 				if err != nil {
 					return err
 				}
-				return scanBatch(rows, uniq, refs)
+				return scanBatch(rows, caller, uniq, refs)
 			})
 		})
 		var pgErr *pgconn.PgError
@@ -324,31 +343,32 @@ func (r *Repository) processBatch(ctx context.Context, uniq []payment.Transactio
 // lockAccountsSQL locks a batch's accounts in processBatchSQL's order, before its snapshot (see processBatch).
 const lockAccountsSQL = `SELECT FROM accounts WHERE id = ANY ($1::text[]) ORDER BY id FOR UPDATE`
 
-// scanBatch reads processBatchSQL's rows into refs.
-func scanBatch(rows pgx.Rows, uniq []payment.Transaction, refs []batchRef) error {
+// scanBatch reads processBatchSQL's rows into refs (caller: the batch's, the owner of what it created).
+func scanBatch(rows pgx.Rows, caller string, uniq []payment.Transaction, refs []batchRef) error {
 	defer rows.Close()
 	n := 0
 	for rows.Next() {
 		var ord int64
 		var existed bool
-		var storeID, accountID, currency *string
+		var storeID, accountID, currency, owner *string
 		var amount *int64
 		var createdAt *time.Time
 		var status, reason string
 		var processedAt time.Time
-		if err := rows.Scan(&ord, &existed, &storeID, &accountID, &amount, &currency, &createdAt, &status,
+		if err := rows.Scan(&ord, &existed, &storeID, &accountID, &amount, &currency, &createdAt, &owner, &status,
 			&reason, &processedAt); err != nil {
 			return err
 		}
 		if ord < 1 || ord > int64(len(uniq)) {
 			return fmt.Errorf("batch statement answered for item %d of %d", ord, len(uniq))
 		}
-		tx := uniq[ord-1]
+		tx, by := uniq[ord-1], caller
 		if existed {
 			tx = payment.Transaction{ID: tx.ID, StoreID: *storeID, AccountID: *accountID, Amount: *amount,
 				Currency: *currency, CreatedAt: createdAt.UTC()}
+			by = *owner
 		}
-		refs[ord-1] = batchRef{created: !existed, rec: payment.Record{Transaction: tx,
+		refs[ord-1] = batchRef{created: !existed, caller: by, rec: payment.Record{Transaction: tx,
 			Status: payment.Status(status), Reason: payment.Reason(reason), ProcessedAt: processedAt.UTC()}}
 		n++
 	}
@@ -372,6 +392,7 @@ type transactionRow struct {
 	Status      string
 	Reason      string
 	ProcessedAt time.Time
+	Caller      string
 }
 
 func (transactionRow) TableName() string { return "transactions" }
@@ -395,22 +416,27 @@ type accountRow struct {
 func (accountRow) TableName() string { return "accounts" }
 
 // Process implements Ledger.
-func (r *Repository) Process(ctx context.Context, tx payment.Transaction) (payment.Result, bool, error) {
+func (r *Repository) Process(ctx context.Context, caller string, tx payment.Transaction) (payment.Result, bool,
+	error) {
 	tx = tx.Normalize()
-	res, inserted, err := r.process(ctx, tx)
+	res, inserted, err := r.process(ctx, caller, tx)
 	switch {
 	case err != nil:
 		return payment.Result{}, false, fmt.Errorf("process transaction %s: %w", tx.ID, err)
 	case inserted:
 		return res, true, nil
 	}
-	// The id exists already: a replay (same fields → the stored result) or a conflict.
-	stored, err := r.Transaction(ctx, tx.ID)
+	// The id exists already: another caller's (nothing of it disclosed, not even whether the fields match), a
+	// replay (same fields → the stored result) or a conflict.
+	stored, owner, err := r.Stored(ctx, tx.ID)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return payment.Result{}, false, fmt.Errorf("transaction %s neither inserted nor found", tx.ID)
 		}
 		return payment.Result{}, false, err
+	}
+	if !owns(owner, caller) {
+		return payment.Result{}, false, ErrForeign
 	}
 	if !stored.SameFields(tx) {
 		return payment.Result{}, false, ErrConflict
@@ -432,15 +458,15 @@ func (r *Repository) waitDurable(ctx context.Context) error {
 }
 
 // process runs processSQL (see onConn); inserted is false when the id existed already.
-func (r *Repository) process(ctx context.Context, tx payment.Transaction) (res payment.Result, inserted bool,
-	err error) {
+func (r *Repository) process(ctx context.Context, caller string, tx payment.Transaction) (res payment.Result,
+	inserted bool, err error) {
 	var id [16]byte
 	var status, reason string
 	err = r.onConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		// [16]byte: pgx encodes it natively; uuid.UUID would take its driver.Valuer fallback, which costs an
 		// fmt.Errorf per statement.
 		return c.QueryRow(ctx, processPositional,
-			[16]byte(tx.ID), tx.StoreID, tx.AccountID, tx.Amount, tx.Currency, tx.CreatedAt).
+			[16]byte(tx.ID), tx.StoreID, tx.AccountID, tx.Amount, tx.Currency, tx.CreatedAt, caller).
 			Scan(&id, &status, &reason, &res.ProcessedAt)
 	})
 	switch {
@@ -503,15 +529,25 @@ func onConnOnce(ctx context.Context, sqlDB *sql.DB, f func(context.Context, *pgx
 }
 
 // Transaction implements Ledger.
-func (r *Repository) Transaction(ctx context.Context, id uuid.UUID) (payment.Record, error) {
+func (r *Repository) Transaction(ctx context.Context, caller string, id uuid.UUID) (payment.Record, error) {
+	rec, owner, err := r.Stored(ctx, id)
+	if err == nil && !owns(owner, caller) {
+		return payment.Record{}, ErrForeign
+	}
+	return rec, err
+}
+
+// Stored returns transaction id and the caller that created it ("" when unknown), whoever asks (audits,
+// tests); ErrNotFound when there is none.
+func (r *Repository) Stored(ctx context.Context, id uuid.UUID) (payment.Record, string, error) {
 	var rows []transactionRow
 	if err := r.db.WithContext(ctx).Where("id = ?", id).Limit(1).Find(&rows).Error; err != nil {
-		return payment.Record{}, fmt.Errorf("read transaction %s: %w", id, err)
+		return payment.Record{}, "", fmt.Errorf("read transaction %s: %w", id, err)
 	}
 	if len(rows) == 0 {
-		return payment.Record{}, ErrNotFound
+		return payment.Record{}, "", ErrNotFound
 	}
-	return rows[0].record(), nil
+	return rows[0].record(), rows[0].Caller, nil
 }
 
 // Account implements Ledger.
@@ -527,12 +563,25 @@ func (r *Repository) Account(ctx context.Context, id string) (payment.Account, e
 	return payment.Account{ID: a.ID, Currency: a.Currency, Balance: a.Balance}, nil
 }
 
-// AccountID is the id of the n-th seeded account: ACC-000001, ACC-000002, …
+// AccountID is the id of the n-th seeded customer account: ACC-000001, ACC-000002, …
 func AccountID(n int) string { return fmt.Sprintf("ACC-%06d", n) }
 
-// Seed creates accounts ACC-000001 … ACC-<n> with the given balance and currency when they do not exist;
-// existing accounts are left alone. It returns how many it created.
+// CanaryAccountID is the id of the n-th canary account: CANARY-000001, CANARY-000002, …
+func CanaryAccountID(n int) string { return fmt.Sprintf("%s%06d", payment.CanaryAccountPrefix, n) }
+
+// Seed creates customer accounts ACC-000001 … ACC-<n> with the given balance and currency when they do not
+// exist; existing accounts are left alone. It returns how many it created.
 func Seed(ctx context.Context, db *gorm.DB, n int, balance int64, currency string) (int64, error) {
+	return seed(ctx, db, "ACC-", n, balance, currency)
+}
+
+// SeedCanary creates canary accounts CANARY-000001 … CANARY-<n> (payment.CanaryAccountPrefix), the only
+// accounts Flagger's acceptance and load tests spend, as Seed does customer accounts.
+func SeedCanary(ctx context.Context, db *gorm.DB, n int, balance int64, currency string) (int64, error) {
+	return seed(ctx, db, payment.CanaryAccountPrefix, n, balance, currency)
+}
+
+func seed(ctx context.Context, db *gorm.DB, prefix string, n int, balance int64, currency string) (int64, error) {
 	if n < 1 || n > 999_999 {
 		return 0, fmt.Errorf("accounts must be between 1 and 999999, got %d", n)
 	}
@@ -544,10 +593,10 @@ func Seed(ctx context.Context, db *gorm.DB, n int, balance int64, currency strin
 	}
 	res := db.WithContext(ctx).Exec(`
 INSERT INTO accounts (id, currency, balance, initial_balance)
-SELECT 'ACC-' || lpad(g::text, 6, '0'), @currency, @balance, @balance FROM generate_series(1, @n) AS g
-ON CONFLICT (id) DO NOTHING`, map[string]any{"currency": currency, "balance": balance, "n": n})
+SELECT @prefix || lpad(g::text, 6, '0'), @currency, @balance, @balance FROM generate_series(1, @n) AS g
+ON CONFLICT (id) DO NOTHING`, map[string]any{"prefix": prefix, "currency": currency, "balance": balance, "n": n})
 	if res.Error != nil {
-		return 0, fmt.Errorf("seed accounts: %w", res.Error)
+		return 0, fmt.Errorf("seed accounts %s…: %w", prefix, res.Error)
 	}
 	return res.RowsAffected, nil
 }

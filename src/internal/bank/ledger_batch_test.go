@@ -56,7 +56,7 @@ func TestProcessBatchAnswersAsProcess(t *testing.T) {
 	ctx := context.Background()
 	recorded := newTx("ACC-000003", 100, "EUR")
 	for _, l := range []*Repository{batchLedger, singleLedger} {
-		if _, _, err := l.Process(ctx, recorded); err != nil {
+		if _, _, err := l.Process(ctx, testCaller, recorded); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -86,7 +86,7 @@ func TestProcessBatchAnswersAsProcess(t *testing.T) {
 	}
 	check := func(name string, batch []payment.Transaction) {
 		t.Helper()
-		got, err := batchLedger.ProcessBatch(ctx, batch)
+		got, err := batchLedger.ProcessBatch(ctx, testCaller, batch)
 		if err != nil {
 			t.Fatalf("%s: ProcessBatch: %v", name, err)
 		}
@@ -94,7 +94,7 @@ func TestProcessBatchAnswersAsProcess(t *testing.T) {
 			t.Fatalf("%s: %d outcomes for %d transactions", name, len(got), len(batch))
 		}
 		for i, tx := range batch {
-			res, created, err := singleLedger.Process(ctx, tx)
+			res, created, err := singleLedger.Process(ctx, testCaller, tx)
 			if err != nil && !errors.Is(err, ErrConflict) {
 				t.Fatal(err)
 			}
@@ -191,7 +191,7 @@ func TestProcessBatchOverlappingConcurrently(t *testing.T) {
 				var outs []Outcome
 				if w%5 == 4 { // a fifth of the workers send the same transactions one by one
 					for _, tx := range batch {
-						res, created, err := l.Process(ctx, tx)
+						res, created, err := l.Process(ctx, testCaller, tx)
 						if err != nil && !errors.Is(err, ErrConflict) {
 							t.Errorf("Process: %v", err)
 							return
@@ -200,7 +200,7 @@ func TestProcessBatchOverlappingConcurrently(t *testing.T) {
 					}
 				} else {
 					var err error
-					if outs, err = l.ProcessBatch(ctx, batch); err != nil {
+					if outs, err = l.ProcessBatch(ctx, testCaller, batch); err != nil {
 						t.Errorf("ProcessBatch: %v", err)
 						return
 					}
@@ -231,7 +231,7 @@ func TestProcessBatchOverlappingConcurrently(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s answered %+v but never created", a.tx.ID, a.out)
 		}
-		stored, err := l.Transaction(ctx, a.tx.ID)
+		stored, err := l.Transaction(ctx, testCaller, a.tx.ID)
 		if err != nil || !stored.SameFields(c.tx) || stored.Result() != c.out.Result {
 			t.Fatalf("%s stored as %+v (%v), created as %+v / %+v", a.tx.ID, stored, err, c.tx, c.out.Result)
 		}
@@ -268,7 +268,7 @@ func TestProcessBatchRunsAgainAfterARace(t *testing.T) {
 	}
 	defer other.Rollback() //nolint:errcheck
 	if _, err := other.ExecContext(ctx, processPositional, x.ID.String(), x.StoreID, x.AccountID, x.Amount,
-		x.Currency, x.CreatedAt); err != nil {
+		x.Currency, x.CreatedAt, testCaller); err != nil {
 		t.Fatal(err)
 	}
 	y := newTx("ACC-000001", 850, "EUR") // 1000 - 100 = 900 are left: approved
@@ -278,7 +278,7 @@ func TestProcessBatchRunsAgainAfterARace(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		outs, err := l.ProcessBatch(ctx, []payment.Transaction{x, y})
+		outs, err := l.ProcessBatch(ctx, testCaller, []payment.Transaction{x, y})
 		done <- result{outs, err}
 	}()
 	waitForLockWait(t, sqlDB)
@@ -342,13 +342,13 @@ func TestProcessBatchHonoursTheDeadline(t *testing.T) {
 	batch := []payment.Transaction{newTx("ACC-000001", 10, "EUR"), newTx("ACC-000002", 10, "EUR")}
 	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	if _, err := repo.ProcessBatch(dctx, batch); err == nil || !postgres.Unavailable(err) {
+	if _, err := repo.ProcessBatch(dctx, testCaller, batch); err == nil || !postgres.Unavailable(err) {
 		t.Fatalf("ProcessBatch behind a lock returned %v; want an Unavailable error at the deadline", err)
 	}
 	if err := locker.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	outs, err := repo.ProcessBatch(ctx, batch)
+	outs, err := repo.ProcessBatch(ctx, testCaller, batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func TestProcessBatchTakesIDsInOneOrder(t *testing.T) {
 					batch = append(batch, payment.Transaction{ID: ids[i], StoreID: "s", AccountID: account,
 						Amount: 1, Currency: "EUR", CreatedAt: created})
 				}
-				outs, err := l.ProcessBatch(ctx, batch)
+				outs, err := l.ProcessBatch(ctx, testCaller, batch)
 				if err != nil {
 					t.Errorf("ProcessBatch: %v", err) // a deadlock (40P01) would fail the statement
 					return

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,12 +13,26 @@ import (
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
+	"github.com/txmesh/txmesh/src/internal/caller"
 	"github.com/txmesh/txmesh/src/internal/payment"
 	"github.com/txmesh/txmesh/src/internal/pgtest"
 	"github.com/txmesh/txmesh/src/internal/postgres"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// testCaller is the caller of the ledger tests' transactions.
+const testCaller = "spiffe://txmesh.test/store"
+
+// anonymous is the caller policy of a Bank without an identity source that serves everyone (its tests over
+// plain HTTP): every caller is caller.Anonymous.
+func anonymous() *caller.Policy {
+	p, err := caller.New(caller.Config{Source: caller.SourceNone, Allowed: caller.List{caller.Anonymous}}, false)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
 
 // newLedger returns a Repository on a fresh migrated database with ACC-000001…ACC-000003 (EUR, 1000).
 func newLedger(t *testing.T) (*Repository, *gorm.DB) {
@@ -79,7 +94,7 @@ func TestProcessDecisions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res, created, err := l.Process(ctx, tt.tx)
+			res, created, err := l.Process(ctx, testCaller, tt.tx)
 			if err != nil || !created {
 				t.Fatalf("Process: created=%v err=%v", created, err)
 			}
@@ -93,21 +108,21 @@ func TestProcessDecisions(t *testing.T) {
 			}
 			// A replay returns the very same result and changes nothing.
 			before := balance(t, l, "ACC-000001") + balance(t, l, "ACC-000002") + balance(t, l, "ACC-000003")
-			again, created, err := l.Process(ctx, tt.tx)
+			again, created, err := l.Process(ctx, testCaller, tt.tx)
 			if err != nil || created || again != res {
 				t.Fatalf("replay: %+v created=%v err=%v, want %+v", again, created, err, res)
 			}
 			// The same id with other fields is a conflict and changes nothing either.
 			other := tt.tx
 			other.Amount++
-			if _, _, err := l.Process(ctx, other); !errors.Is(err, ErrConflict) {
+			if _, _, err := l.Process(ctx, testCaller, other); !errors.Is(err, ErrConflict) {
 				t.Fatalf("conflict: got %v, want ErrConflict", err)
 			}
 			after := balance(t, l, "ACC-000001") + balance(t, l, "ACC-000002") + balance(t, l, "ACC-000003")
 			if before != after {
 				t.Fatalf("replay or conflict moved money: %d → %d", before, after)
 			}
-			rec, err := l.Transaction(ctx, tt.tx.ID)
+			rec, err := l.Transaction(ctx, testCaller, tt.tx.ID)
 			if err != nil || !rec.SameFields(tt.tx) || rec.Result() != res {
 				t.Fatalf("stored record %+v (%v), want %+v / %+v", rec, err, tt.tx, res)
 			}
@@ -126,7 +141,7 @@ func TestConcurrentDebitsNeverOverdraw(t *testing.T) {
 	results := make(chan payment.Result, 40)
 	for range 40 {
 		wg.Go(func() {
-			res, _, err := l.Process(context.Background(), newTx("ACC-000001", 100, "EUR"))
+			res, _, err := l.Process(context.Background(), testCaller, newTx("ACC-000001", 100, "EUR"))
 			if err != nil {
 				t.Error(err)
 				return
@@ -178,7 +193,7 @@ func TestSchemaEnforcesInvariants(t *testing.T) {
 func TestSeedLeavesExistingAccountsAlone(t *testing.T) {
 	l, db := newLedger(t)
 	ctx := context.Background()
-	if _, _, err := l.Process(ctx, newTx("ACC-000001", 400, "EUR")); err != nil {
+	if _, _, err := l.Process(ctx, testCaller, newTx("ACC-000001", 400, "EUR")); err != nil {
 		t.Fatal(err)
 	}
 	n, err := Seed(ctx, db, 5, 50, "EUR")
@@ -196,6 +211,53 @@ func TestSeedLeavesExistingAccountsAlone(t *testing.T) {
 	}
 	if _, err := Seed(ctx, db, 1, 1, "eur"); err == nil {
 		t.Fatal("seed accepted a lower-case currency")
+	}
+}
+
+// TestSeedCanaryAccounts: the canary accounts are their own range (CANARY-…, payment.IsCanaryAccount), created
+// beside the customer accounts without touching them, idempotently, and spendable like any account.
+func TestSeedCanaryAccounts(t *testing.T) {
+	l, db := newLedger(t)
+	ctx := context.Background()
+	n, err := SeedCanary(ctx, db, 2, 1_000_000_000_000, "EUR")
+	if err != nil || n != 2 {
+		t.Fatalf("canary seed created %d (%v), want 2", n, err)
+	}
+	var ids []string
+	if err := db.Raw("SELECT id FROM accounts ORDER BY id").Scan(&ids).Error; err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ACC-000001", "ACC-000002", "ACC-000003", "CANARY-000001", "CANARY-000002"}
+	if strings.Join(ids, " ") != strings.Join(want, " ") {
+		t.Fatalf("accounts %v, want %v", ids, want)
+	}
+	for i, id := range want {
+		if payment.IsCanaryAccount(id) != (i >= 3) {
+			t.Errorf("IsCanaryAccount(%s) = %v", id, i < 3)
+		}
+	}
+	if CanaryAccountID(2) != "CANARY-000002" || !payment.IsCanaryAccount(CanaryAccountID(999_999)) ||
+		payment.IsCanaryAccount(AccountID(1)) {
+		t.Fatalf("ids: %s %s", CanaryAccountID(2), AccountID(1))
+	}
+	res, _, err := l.Process(ctx, testCaller, newTx("CANARY-000001", 250, "EUR"))
+	if err != nil || res.Status != payment.StatusApproved {
+		t.Fatalf("a debit of a canary account: %+v %v", res, err)
+	}
+	if n, err := SeedCanary(ctx, db, 3, 7, "EUR"); err != nil || n != 1 {
+		t.Fatalf("second canary seed created %d (%v), want 1", n, err)
+	}
+	if b := balance(t, l, "CANARY-000001"); b != 1_000_000_000_000-250 {
+		t.Errorf("the seed touched an existing canary account: balance %d", b)
+	}
+	if b := balance(t, l, "CANARY-000003"); b != 7 {
+		t.Errorf("new canary account balance %d, want 7", b)
+	}
+	if b := balance(t, l, "ACC-000001"); b != 1000 {
+		t.Errorf("the canary seed touched a customer account: balance %d", b)
+	}
+	if _, err := SeedCanary(ctx, db, 0, 1, "EUR"); err == nil {
+		t.Error("canary seed accepted 0 accounts")
 	}
 }
 
@@ -226,7 +288,7 @@ func TestProcessHonoursTheDeadline(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := repo.Process(dctx, newTx("ACC-000001", 10, "EUR"))
+		_, _, err := repo.Process(dctx, testCaller, newTx("ACC-000001", 10, "EUR"))
 		done <- err
 	}()
 	select {
@@ -242,7 +304,7 @@ func TestProcessHonoursTheDeadline(t *testing.T) {
 	if err := locker.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	if res, created, err := repo.Process(ctx, newTx("ACC-000002", 10, "EUR")); err != nil || !created ||
+	if res, created, err := repo.Process(ctx, testCaller, newTx("ACC-000002", 10, "EUR")); err != nil || !created ||
 		res.Status != payment.StatusApproved {
 		t.Fatalf("after the deadline: %+v %v %v", res, created, err)
 	}

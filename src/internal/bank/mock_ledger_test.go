@@ -82,9 +82,9 @@ func (c *MockLedgerAccountCall) DoAndReturn(f func(context.Context, string) (pay
 }
 
 // Process mocks base method.
-func (m *MockLedger) Process(ctx context.Context, tx payment.Transaction) (payment.Result, bool, error) {
+func (m *MockLedger) Process(ctx context.Context, caller string, tx payment.Transaction) (payment.Result, bool, error) {
 	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "Process", ctx, tx)
+	ret := m.ctrl.Call(m, "Process", ctx, caller, tx)
 	ret0, _ := ret[0].(payment.Result)
 	ret1, _ := ret[1].(bool)
 	ret2, _ := ret[2].(error)
@@ -92,9 +92,9 @@ func (m *MockLedger) Process(ctx context.Context, tx payment.Transaction) (payme
 }
 
 // Process indicates an expected call of Process.
-func (mr *MockLedgerMockRecorder) Process(ctx, tx any) *MockLedgerProcessCall {
+func (mr *MockLedgerMockRecorder) Process(ctx, caller, tx any) *MockLedgerProcessCall {
 	mr.mock.ctrl.T.Helper()
-	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Process", reflect.TypeOf((*MockLedger)(nil).Process), ctx, tx)
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Process", reflect.TypeOf((*MockLedger)(nil).Process), ctx, caller, tx)
 	return &MockLedgerProcessCall{Call: call}
 }
 
@@ -110,30 +110,30 @@ func (c *MockLedgerProcessCall) Return(res payment.Result, created bool, err err
 }
 
 // Do rewrite *gomock.Call.Do
-func (c *MockLedgerProcessCall) Do(f func(context.Context, payment.Transaction) (payment.Result, bool, error)) *MockLedgerProcessCall {
+func (c *MockLedgerProcessCall) Do(f func(context.Context, string, payment.Transaction) (payment.Result, bool, error)) *MockLedgerProcessCall {
 	c.Call = c.Call.Do(f)
 	return c
 }
 
 // DoAndReturn rewrite *gomock.Call.DoAndReturn
-func (c *MockLedgerProcessCall) DoAndReturn(f func(context.Context, payment.Transaction) (payment.Result, bool, error)) *MockLedgerProcessCall {
+func (c *MockLedgerProcessCall) DoAndReturn(f func(context.Context, string, payment.Transaction) (payment.Result, bool, error)) *MockLedgerProcessCall {
 	c.Call = c.Call.DoAndReturn(f)
 	return c
 }
 
 // ProcessBatch mocks base method.
-func (m *MockLedger) ProcessBatch(ctx context.Context, txs []payment.Transaction) ([]Outcome, error) {
+func (m *MockLedger) ProcessBatch(ctx context.Context, caller string, txs []payment.Transaction) ([]Outcome, error) {
 	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "ProcessBatch", ctx, txs)
+	ret := m.ctrl.Call(m, "ProcessBatch", ctx, caller, txs)
 	ret0, _ := ret[0].([]Outcome)
 	ret1, _ := ret[1].(error)
 	return ret0, ret1
 }
 
 // ProcessBatch indicates an expected call of ProcessBatch.
-func (mr *MockLedgerMockRecorder) ProcessBatch(ctx, txs any) *MockLedgerProcessBatchCall {
+func (mr *MockLedgerMockRecorder) ProcessBatch(ctx, caller, txs any) *MockLedgerProcessBatchCall {
 	mr.mock.ctrl.T.Helper()
-	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "ProcessBatch", reflect.TypeOf((*MockLedger)(nil).ProcessBatch), ctx, txs)
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "ProcessBatch", reflect.TypeOf((*MockLedger)(nil).ProcessBatch), ctx, caller, txs)
 	return &MockLedgerProcessBatchCall{Call: call}
 }
 
@@ -149,30 +149,30 @@ func (c *MockLedgerProcessBatchCall) Return(arg0 []Outcome, arg1 error) *MockLed
 }
 
 // Do rewrite *gomock.Call.Do
-func (c *MockLedgerProcessBatchCall) Do(f func(context.Context, []payment.Transaction) ([]Outcome, error)) *MockLedgerProcessBatchCall {
+func (c *MockLedgerProcessBatchCall) Do(f func(context.Context, string, []payment.Transaction) ([]Outcome, error)) *MockLedgerProcessBatchCall {
 	c.Call = c.Call.Do(f)
 	return c
 }
 
 // DoAndReturn rewrite *gomock.Call.DoAndReturn
-func (c *MockLedgerProcessBatchCall) DoAndReturn(f func(context.Context, []payment.Transaction) ([]Outcome, error)) *MockLedgerProcessBatchCall {
+func (c *MockLedgerProcessBatchCall) DoAndReturn(f func(context.Context, string, []payment.Transaction) ([]Outcome, error)) *MockLedgerProcessBatchCall {
 	c.Call = c.Call.DoAndReturn(f)
 	return c
 }
 
 // Transaction mocks base method.
-func (m *MockLedger) Transaction(ctx context.Context, id uuid.UUID) (payment.Record, error) {
+func (m *MockLedger) Transaction(ctx context.Context, caller string, id uuid.UUID) (payment.Record, error) {
 	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "Transaction", ctx, id)
+	ret := m.ctrl.Call(m, "Transaction", ctx, caller, id)
 	ret0, _ := ret[0].(payment.Record)
 	ret1, _ := ret[1].(error)
 	return ret0, ret1
 }
 
 // Transaction indicates an expected call of Transaction.
-func (mr *MockLedgerMockRecorder) Transaction(ctx, id any) *MockLedgerTransactionCall {
+func (mr *MockLedgerMockRecorder) Transaction(ctx, caller, id any) *MockLedgerTransactionCall {
 	mr.mock.ctrl.T.Helper()
-	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Transaction", reflect.TypeOf((*MockLedger)(nil).Transaction), ctx, id)
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Transaction", reflect.TypeOf((*MockLedger)(nil).Transaction), ctx, caller, id)
 	return &MockLedgerTransactionCall{Call: call}
 }
 
@@ -188,13 +188,13 @@ func (c *MockLedgerTransactionCall) Return(arg0 payment.Record, arg1 error) *Moc
 }
 
 // Do rewrite *gomock.Call.Do
-func (c *MockLedgerTransactionCall) Do(f func(context.Context, uuid.UUID) (payment.Record, error)) *MockLedgerTransactionCall {
+func (c *MockLedgerTransactionCall) Do(f func(context.Context, string, uuid.UUID) (payment.Record, error)) *MockLedgerTransactionCall {
 	c.Call = c.Call.Do(f)
 	return c
 }
 
 // DoAndReturn rewrite *gomock.Call.DoAndReturn
-func (c *MockLedgerTransactionCall) DoAndReturn(f func(context.Context, uuid.UUID) (payment.Record, error)) *MockLedgerTransactionCall {
+func (c *MockLedgerTransactionCall) DoAndReturn(f func(context.Context, string, uuid.UUID) (payment.Record, error)) *MockLedgerTransactionCall {
 	c.Call = c.Call.DoAndReturn(f)
 	return c
 }

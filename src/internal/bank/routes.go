@@ -15,7 +15,7 @@ import (
 func (s *Server) routes(e *gin.Engine, health *web.Health) {
 	web.HealthRoutes(e, health, s.log)
 	e.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", OpenAPI) })
-	v1 := e.Group("/v1")
+	v1 := e.Group("/v1", s.identify) // only allowed callers; the probes, metrics and this document stay open
 	v1.POST("/transactions", s.postTransaction)
 	v1.POST("/transactions/batch", s.postBatch)
 	v1.GET("/transactions/:id", s.getTransaction)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/txmesh/txmesh/src/internal/caller"
 	"github.com/txmesh/txmesh/src/internal/payment"
 	"github.com/txmesh/txmesh/src/internal/postgres"
 	"github.com/txmesh/txmesh/src/internal/web"
@@ -21,6 +23,8 @@ import (
 // Server holds the Bank API's dependencies.
 type Server struct {
 	ledger       Ledger
+	callers      *caller.Policy
+	refused      *prometheus.CounterVec
 	log          *slog.Logger
 	queryTimeout time.Duration
 	decided      *prometheus.CounterVec
@@ -39,11 +43,14 @@ type Option func(*Server)
 // answered by the client's retry (a replay).
 func WithQueryTimeout(d time.Duration) Option { return func(s *Server) { s.queryTimeout = d } }
 
-// NewServer returns the Bank's HTTP handler. Metrics are registered on reg.
-func NewServer(ledger Ledger, health *web.Health, reg *prometheus.Registry, log *slog.Logger,
-	opts ...Option) http.Handler {
+// NewServer returns the Bank's HTTP handler: its API answers only the callers that callers allows. Metrics
+// are registered on reg.
+func NewServer(ledger Ledger, callers *caller.Policy, health *web.Health, reg *prometheus.Registry,
+	log *slog.Logger, opts ...Option) http.Handler {
 	s := &Server{
 		ledger:       ledger,
+		callers:      callers,
+		refused:      newRefused(),
 		log:          log,
 		queryTimeout: 5 * time.Second,
 		decided: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -57,7 +64,7 @@ func NewServer(ledger Ledger, health *web.Health, reg *prometheus.Registry, log 
 		}),
 		batchItems: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "bank", Name: "batch_items_total",
-			Help: "Transactions answered inside batches, by the status code each got (201, 200, 409, 400, 413).",
+			Help: "Transactions answered inside batches, by the status code each got (201, 200, 409, 400, 413, 403).",
 		}, []string{"code"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "bank", Name: "batch_size",
@@ -73,7 +80,7 @@ func NewServer(ledger Ledger, health *web.Health, reg *prometheus.Registry, log 
 	for _, o := range opts {
 		o(s)
 	}
-	reg.MustRegister(s.decided, s.latency, s.batchItems, s.batchSize, s.batchLatency)
+	reg.MustRegister(s.decided, s.latency, s.batchItems, s.batchSize, s.batchLatency, s.refused)
 	for _, r := range []payment.Reason{payment.ReasonNone, payment.ReasonInsufficientFunds,
 		payment.ReasonUnknownAccount, payment.ReasonCurrencyMismatch} {
 		status := payment.StatusDeclined
@@ -83,7 +90,7 @@ func NewServer(ledger Ledger, health *web.Health, reg *prometheus.Registry, log 
 		s.decided.WithLabelValues(string(status), string(r)) // export zeroes so rates exist from the start
 	}
 	for _, code := range []int{http.StatusCreated, http.StatusOK, http.StatusConflict, http.StatusBadRequest,
-		http.StatusRequestEntityTooLarge} {
+		http.StatusRequestEntityTooLarge, http.StatusForbidden} {
 		s.batchItems.WithLabelValues(strconv.Itoa(code))
 	}
 	e := web.NewEngine("bank", reg, log)
@@ -110,7 +117,7 @@ func (s *Server) postTransaction(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.queryTimeout)
 	defer cancel()
 	start := time.Now()
-	res, created, err := s.ledger.Process(ctx, tx)
+	res, created, err := s.ledger.Process(ctx, callerOf(c), tx)
 	s.latency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.fail(c, err)
@@ -134,7 +141,7 @@ func (s *Server) getTransaction(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.queryTimeout)
 	defer cancel()
-	rec, err := s.ledger.Transaction(ctx, id)
+	rec, err := s.ledger.Transaction(ctx, callerOf(c), id)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -207,7 +214,7 @@ func (s *Server) postBatch(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), s.queryTimeout)
 		defer cancel()
 		start := time.Now()
-		outs, err := s.ledger.ProcessBatch(ctx, txs)
+		outs, err := s.ledger.ProcessBatch(ctx, callerOf(c), txs)
 		s.batchLatency.Observe(time.Since(start).Seconds())
 		if err != nil {
 			s.fail(c, err)
@@ -217,6 +224,7 @@ func (s *Server) postBatch(c *gin.Context) {
 			it := &items[at[j]]
 			switch {
 			case o.Err != nil:
+				s.refuse(c, fmt.Errorf("batch item %s: %w", txs[j].ID, o.Err))
 				it.Status, it.Body = s.itemError(c, o.Err)
 			case o.Created:
 				s.decided.WithLabelValues(string(o.Result.Status), string(o.Result.Reason)).Inc()
@@ -275,20 +283,26 @@ func (s *Server) itemError(c *gin.Context, err error) (int, payment.ErrorBody) {
 	status, body, ok := answer(err)
 	if !ok { // not an item's error: a bug in the ledger
 		s.log.Error("batch item failed", "path", c.FullPath(), "err", err)
-		return http.StatusInternalServerError, web.ErrorBody(payment.CodeInternal, "internal error", nil)
+		status, body = http.StatusInternalServerError, web.ErrorBody(payment.CodeInternal, "internal error", nil)
 	}
-	return status, body
+	return status, payment.Problem(status, body) // the body the single endpoint writes (web.WriteError)
 }
 
 // answer maps an error to its HTTP status and error body, in one place — for whole requests (fail) and for
-// each item of a batch: a conflict (409), an unknown resource (404), bad input (400 with fields, 413). ok is
-// false for anything else: a database failure or a bug, answered for the whole request by
-// web.DependencyError (503 + Retry-After, or 500).
+// each item of a batch: a conflict (409), a caller refused (403 caller_not_allowed), also on the id of
+// another caller's transaction (disclosing nothing of it: the Store retries and alerts, it never takes it
+// for the Bank's rejection), an unknown resource (404), bad input (400 with fields, 413). ok is false for anything else: a database
+// failure or a bug, answered for the whole request by web.DependencyError (503 + Retry-After, or 500).
 func answer(err error) (status int, body payment.ErrorBody, ok bool) {
 	switch {
 	case errors.Is(err, ErrConflict):
 		return http.StatusConflict, web.ErrorBody(payment.CodeIdempotencyConflict,
 			"a transaction with this id exists with different fields", nil), true
+	case errors.Is(err, ErrForeign):
+		return http.StatusForbidden, web.ErrorBody(payment.CodeCallerNotAllowed,
+			"this transaction id belongs to another caller", nil), true
+	case errors.As(err, new(*refusal)):
+		return http.StatusForbidden, web.ErrorBody(payment.CodeCallerNotAllowed, err.Error(), nil), true
 	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound, web.ErrorBody(payment.CodeNotFound, "not found", nil), true
 	}
@@ -297,8 +311,9 @@ func answer(err error) (status int, body payment.ErrorBody, ok bool) {
 
 // fail answers a request that failed as a whole.
 func (s *Server) fail(c *gin.Context, err error) {
+	s.refuse(c, err)
 	if status, body, ok := answer(err); ok {
-		c.AbortWithStatusJSON(status, body)
+		web.WriteError(c, status, body)
 		return
 	}
 	web.DependencyError(c, s.log, err, postgres.Unavailable)

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/mock/gomock"
 
+	"github.com/txmesh/txmesh/src/internal/caller"
 	"github.com/txmesh/txmesh/src/internal/payment"
 	"github.com/txmesh/txmesh/src/internal/web"
 )
@@ -46,9 +47,9 @@ func TestBatchItemsAnswerAsTheSingleEndpoint(t *testing.T) {
 	singleRepo, _ := newLedger(t)
 	batchRepo, batchDB := newLedger(t)
 	health := web.NewHealth(func(context.Context) error { return nil })
-	single := httptest.NewServer(NewServer(singleRepo, health, prometheus.NewRegistry(), slog.New(slog.DiscardHandler)))
+	single := httptest.NewServer(NewServer(singleRepo, anonymous(), health, prometheus.NewRegistry(), slog.New(slog.DiscardHandler)))
 	defer single.Close()
-	batched := httptest.NewServer(NewServer(batchRepo, health, prometheus.NewRegistry(), slog.New(slog.DiscardHandler)))
+	batched := httptest.NewServer(NewServer(batchRepo, anonymous(), health, prometheus.NewRegistry(), slog.New(slog.DiscardHandler)))
 	defer batched.Close()
 
 	post := func(url, body string) (int, []byte) {
@@ -178,7 +179,7 @@ func TestBatchFailures(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
-			f.ledger.EXPECT().ProcessBatch(gomock.Any(), []payment.Transaction{sample, sample}).Return(nil, tt.err)
+			f.ledger.EXPECT().ProcessBatch(gomock.Any(), caller.Anonymous, []payment.Transaction{sample, sample}).Return(nil, tt.err)
 			rec := f.do("POST", "/v1/transactions/batch", "application/json", batchBody(sampleBody(), `{}`, sampleBody()))
 			if rec.Code != tt.want || (rec.Header().Get("Retry-After") != "") != tt.retryAfter {
 				t.Fatalf("status %d, Retry-After %q; want %d (Retry-After: %v)", rec.Code,
@@ -194,7 +195,7 @@ func TestBatchFailures(t *testing.T) {
 func TestBatchMetricsCountItems(t *testing.T) {
 	f := newFixture(t)
 	approved := payment.Result{ID: sample.ID, Status: payment.StatusApproved}
-	f.ledger.EXPECT().ProcessBatch(gomock.Any(), []payment.Transaction{sample, sample, sample}).
+	f.ledger.EXPECT().ProcessBatch(gomock.Any(), caller.Anonymous, []payment.Transaction{sample, sample, sample}).
 		Return([]Outcome{{Result: approved, Created: true}, {Result: approved}, {Err: ErrConflict}}, nil)
 	rec := f.do("POST", "/v1/transactions/batch", "application/json",
 		batchBody(sampleBody(), sampleBody(), `{"id":1}`, sampleBody()))
@@ -212,11 +213,12 @@ func TestBatchMetricsCountItems(t *testing.T) {
 		t.Fatalf("invalid items only: %d %s", rec.Code, rec.Body)
 	}
 	want := `
-# HELP bank_batch_items_total Transactions answered inside batches, by the status code each got (201, 200, 409, 400, 413).
+# HELP bank_batch_items_total Transactions answered inside batches, by the status code each got (201, 200, 409, 400, 413, 403).
 # TYPE bank_batch_items_total counter
 bank_batch_items_total{code="200"} 1
 bank_batch_items_total{code="201"} 1
 bank_batch_items_total{code="400"} 3
+bank_batch_items_total{code="403"} 0
 bank_batch_items_total{code="409"} 1
 bank_batch_items_total{code="413"} 0
 `

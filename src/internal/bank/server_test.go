@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/mock/gomock"
 
+	"github.com/txmesh/txmesh/src/internal/caller"
 	"github.com/txmesh/txmesh/src/internal/payment"
 	"github.com/txmesh/txmesh/src/internal/web"
 )
@@ -46,7 +48,7 @@ func newFixture(t *testing.T) fixture {
 	ctrl := gomock.NewController(t)
 	f := fixture{ledger: NewMockLedger(ctrl), reg: prometheus.NewRegistry()}
 	health := web.NewHealth(func(context.Context) error { return nil })
-	f.srv = NewServer(f.ledger, health, f.reg, slog.New(slog.DiscardHandler))
+	f.srv = NewServer(f.ledger, anonymous(), health, f.reg, slog.New(slog.DiscardHandler))
 	return f
 }
 
@@ -97,7 +99,7 @@ func TestPostTransactionOutcomes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
-			f.ledger.EXPECT().Process(gomock.Any(), sample).Return(result, tt.created, tt.err)
+			f.ledger.EXPECT().Process(gomock.Any(), caller.Anonymous, sample).Return(result, tt.created, tt.err)
 			rec := f.do("POST", "/v1/transactions", "application/json", sampleBody())
 			if rec.Code != tt.wantStatus {
 				t.Fatalf("status %d, want %d (%s)", rec.Code, tt.wantStatus, rec.Body)
@@ -190,7 +192,7 @@ func TestBadInputNeverReachesTheLedger(t *testing.T) {
 
 func TestIdempotencyKeyEqualToIDIsAccepted(t *testing.T) {
 	f := newFixture(t)
-	f.ledger.EXPECT().Process(gomock.Any(), sample).Return(payment.Result{ID: sample.ID}, true, nil)
+	f.ledger.EXPECT().Process(gomock.Any(), caller.Anonymous, sample).Return(payment.Result{ID: sample.ID}, true, nil)
 	rec := f.do("POST", "/v1/transactions", "application/json; charset=utf-8", sampleBody(),
 		payment.IdempotencyHeader, sample.ID.String())
 	if rec.Code != 201 {
@@ -200,7 +202,7 @@ func TestIdempotencyKeyEqualToIDIsAccepted(t *testing.T) {
 
 func TestGetRoutes(t *testing.T) {
 	f := newFixture(t)
-	f.ledger.EXPECT().Transaction(gomock.Any(), sample.ID).Return(payment.Record{}, ErrNotFound)
+	f.ledger.EXPECT().Transaction(gomock.Any(), caller.Anonymous, sample.ID).Return(payment.Record{}, ErrNotFound)
 	f.ledger.EXPECT().Account(gomock.Any(), "ACC-9").Return(payment.Account{}, &pgconn.ConnectError{})
 	f.ledger.EXPECT().Account(gomock.Any(), "ACC-1").Return(payment.Account{ID: "ACC-1", Currency: "EUR", Balance: 7}, nil)
 	for _, tc := range []struct {
@@ -237,12 +239,12 @@ func TestGetRoutes(t *testing.T) {
 func TestHangingDatabaseBecomes503(t *testing.T) {
 	ctrl := gomock.NewController(t)
 	ledger := NewMockLedger(ctrl)
-	ledger.EXPECT().Process(gomock.Any(), sample).DoAndReturn(
-		func(ctx context.Context, _ payment.Transaction) (payment.Result, bool, error) {
+	ledger.EXPECT().Process(gomock.Any(), caller.Anonymous, sample).DoAndReturn(
+		func(ctx context.Context, _ string, _ payment.Transaction) (payment.Result, bool, error) {
 			<-ctx.Done()
 			return payment.Result{}, false, fmt.Errorf("process: %w", ctx.Err())
 		})
-	srv := NewServer(ledger, web.NewHealth(func(context.Context) error { return nil }), prometheus.NewRegistry(),
+	srv := NewServer(ledger, anonymous(), web.NewHealth(func(context.Context) error { return nil }), prometheus.NewRegistry(),
 		slog.New(slog.DiscardHandler), WithQueryTimeout(50*time.Millisecond))
 	req := httptest.NewRequest(http.MethodPost, "/v1/transactions", strings.NewReader(sampleBody()))
 	req.Header.Set("Content-Type", "application/json")
@@ -250,5 +252,64 @@ func TestHangingDatabaseBecomes503(t *testing.T) {
 	srv.ServeHTTP(rec, req)
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("status %d %v, want 503 with Retry-After", rec.Code, rec.Header())
+	}
+}
+
+// TestRefusedCallersReachNothing: in the mesh's shape, a request from a peer that is not the sidecar, one
+// without an identity and one from a caller not on the list are answered 403 caller_not_allowed on every
+// API route without a call to the Ledger (the mock fails on any), and counted by reason; the probes, the
+// metrics and the document answer.
+func TestRefusedCallersReachNothing(t *testing.T) {
+	ctrl := gomock.NewController(t)
+	reg := prometheus.NewRegistry()
+	mesh, err := caller.New(caller.Config{Source: caller.SourceXFCC, Allowed: caller.List{"spiffe://td/store"},
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.6/32")}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(NewMockLedger(ctrl), mesh, web.NewHealth(func(context.Context) error { return nil }), reg,
+		slog.New(slog.DiscardHandler))
+	requests := []struct{ method, path, body string }{
+		{"POST", "/v1/transactions", sampleBody()},
+		{"POST", "/v1/transactions/batch", `{"transactions":[` + sampleBody() + `]}`},
+		{"GET", "/v1/transactions/" + sample.ID.String(), ""},
+		{"GET", "/v1/accounts/ACC-000001", ""},
+	}
+	for _, who := range []struct{ peer, xfcc, reason string }{
+		{"10.244.0.9:5000", "By=spiffe://td/bank;URI=spiffe://td/store", "untrusted_peer"},
+		{"127.0.0.6:5000", "", "no_identity"},
+		{"127.0.0.6:5000", "By=spiffe://td/bank;URI=spiffe://td/intruder", "not_allowed"},
+	} {
+		for _, r := range requests {
+			req := httptest.NewRequest(r.method, r.path, strings.NewReader(r.body))
+			req.RemoteAddr = who.peer
+			req.Header.Set("Content-Type", "application/json")
+			if who.xfcc != "" {
+				req.Header.Set(caller.HeaderXFCC, who.xfcc)
+			}
+			rec := httptest.NewRecorder()
+			srv.ServeHTTP(rec, req)
+			if e := errorCode(t, rec); rec.Code != 403 || e.Code != payment.CodeCallerNotAllowed {
+				t.Errorf("%s %s from %s (%q): %d %+v, want 403 caller_not_allowed", r.method, r.path, who.peer,
+					who.xfcc, rec.Code, e)
+			}
+		}
+	}
+	want := fmt.Sprintf(`# HELP bank_callers_refused_total API requests (and batch items) refused 403 caller_not_allowed, by reason: no_identity, untrusted_peer, not_allowed, not_owner.
+# TYPE bank_callers_refused_total counter
+bank_callers_refused_total{reason="no_identity"} %[1]d
+bank_callers_refused_total{reason="not_allowed"} %[1]d
+bank_callers_refused_total{reason="not_owner"} 0
+bank_callers_refused_total{reason="untrusted_peer"} %[1]d
+`, len(requests))
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "bank_callers_refused_total"); err != nil {
+		t.Error(err)
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/openapi.yaml"} {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != 200 {
+			t.Errorf("GET %s from an unidentified client: %d, want 200", path, rec.Code)
+		}
 	}
 }

@@ -1,5 +1,6 @@
 // Package banktest starts a real Bank for tests: bank.NewServer over bank.NewRepository on its own fresh
-// PostgreSQL database (pgtest), served over HTTPS with client certificates required (a pki CA), behind a
+// PostgreSQL database (pgtest), served over HTTPS with client certificates (a pki CA) as the Bank serves
+// them — verified when presented, the caller allowed only with the Store's certificate's ID — behind a
 // TCP proxy the test can switch off (Down/Up) and a wrapper that injects faults (503s, connection resets
 // before or after processing, answers slower than the client's timeout) and counts what reaches the Bank.
 //
@@ -12,7 +13,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -26,10 +26,12 @@ import (
 
 	"github.com/txmesh/txmesh/src/internal/bank"
 	"github.com/txmesh/txmesh/src/internal/bankclient"
+	"github.com/txmesh/txmesh/src/internal/caller"
 	"github.com/txmesh/txmesh/src/internal/payment"
 	"github.com/txmesh/txmesh/src/internal/pgtest"
 	"github.com/txmesh/txmesh/src/internal/postgres"
 	"github.com/txmesh/txmesh/src/internal/web"
+	"github.com/txmesh/txmesh/src/localenv/httpfault"
 	"github.com/txmesh/txmesh/src/localenv/pki"
 )
 
@@ -42,16 +44,9 @@ type Options struct {
 	NoBatch bool
 }
 
-// Faults are injected per request, each with its probability (their sum at most 1); the rest is served.
-type Faults struct {
-	Unavailable float64 // answer 503 without processing
-	ResetBefore float64 // reset the connection without processing
-	ResetAfter  float64 // process, then reset the connection instead of answering (the answer is lost)
-	SlowAfter   float64 // process, then answer only after Delay (beyond the client's timeout)
-	Delay       time.Duration
-	// Latency delays every request before it is processed (a slow Bank, requests stay in flight).
-	Latency time.Duration
-}
+// Faults are injected per request (httpfault.Faults: what a load balancer, a sidecar or the network does to a
+// request or its answer).
+type Faults = httpfault.Faults
 
 // Bank is a running test Bank.
 type Bank struct {
@@ -61,8 +56,7 @@ type Bank struct {
 	URL   string    // https://127.0.0.1:<proxy port>
 	Proxy *Proxy
 
-	faults   atomic.Pointer[Faults]
-	stop     chan struct{}
+	faults   *httpfault.Injector
 	requests atomic.Int64
 	batches  atomic.Int64
 	// refusedBatches counts batch requests a NoBatch Bank answered 404.
@@ -87,8 +81,7 @@ func Start(t testing.TB, opts Options) *Bank {
 	if opts.Currency == "" {
 		opts.Currency = "EUR"
 	}
-	b := &Bank{DSN: pgtest.NewDatabase(t), stop: make(chan struct{}), sends: map[string]int{}}
-	b.faults.Store(&Faults{})
+	b := &Bank{DSN: pgtest.NewDatabase(t), faults: httpfault.New(), sends: map[string]int{}}
 	db, err := postgres.Open(postgres.Config{URL: b.DSN, MaxConns: 20})
 	if err != nil {
 		t.Fatal(err)
@@ -108,12 +101,16 @@ func Start(t testing.TB, opts Options) *Bank {
 		t.Fatal(err)
 	}
 	tlsCfg, err := web.ServerConfig{TLSCertFile: b.Certs.ServerCert, TLSKeyFile: b.Certs.ServerKey,
-		TLSClientCAFile: b.Certs.CA}.TLS()
+		TLSClientCAFile: b.Certs.CA, ClientCertOptional: true}.TLS()
 	if err != nil {
 		t.Fatal(err)
 	}
-	inner := bank.NewServer(bank.NewRepository(db), web.NewHealth(func(context.Context) error { return nil }),
-		prometheus.NewRegistry(), log)
+	callers, err := caller.New(caller.Config{Source: caller.SourceTLS, Allowed: caller.List{b.Certs.ClientID}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := bank.NewServer(bank.NewRepository(db), callers,
+		web.NewHealth(func(context.Context) error { return nil }), prometheus.NewRegistry(), log)
 	handler := b.wrap(inner)
 	if opts.NoBatch {
 		wrapped := handler
@@ -134,7 +131,7 @@ func Start(t testing.TB, opts Options) *Bank {
 	b.Proxy = NewProxy(t, srv.Listener.Addr().String())
 	b.URL = "https://" + b.Proxy.Addr()
 	t.Cleanup(func() {
-		close(b.stop)
+		b.faults.Close()
 		srv.CloseClientConnections()
 		srv.Close()
 	})
@@ -142,7 +139,7 @@ func Start(t testing.TB, opts Options) *Bank {
 }
 
 // SetFaults changes the injected faults from the next request on.
-func (b *Bank) SetFaults(f Faults) { b.faults.Store(&f) }
+func (b *Bank) SetFaults(f Faults) { b.faults.Set(f) }
 
 // OnRequest registers f, called for every request that reaches the Bank before anything else (e.g. to
 // timestamp arrivals). Set it before requests flow.
@@ -160,6 +157,9 @@ type Stats struct {
 	Distinct int64 // distinct transaction ids among them
 	Created  int64 // first processings (201, also as batch items)
 	InFlight int64 // requests being handled now
+	// Foreign counts the answers given in the Bank's place with a status (Unavailable, Deny, NoRoute,
+	// DenyAfter); Corrupted the requests garbled on their way (Corrupt).
+	Foreign, Corrupted int64
 }
 
 // Duplicates is how many transactions received repeated an id already received.
@@ -170,9 +170,10 @@ func (b *Bank) Stats() Stats {
 	b.mu.Lock()
 	distinct := int64(len(b.sends))
 	b.mu.Unlock()
+	f := b.faults.Stats()
 	return Stats{Requests: b.requests.Load(), Batches: b.batches.Load(), Refused: b.refusedBatches.Load(),
-		Distinct: distinct,
-		Created:  b.created.Load(), InFlight: b.inFlight.Load()}
+		Distinct: distinct, Created: b.created.Load(), InFlight: b.inFlight.Load(), Foreign: f.Foreign,
+		Corrupted: f.Corrupted}
 }
 
 // Sends returns how many times id was received (alone or in a batch).
@@ -215,7 +216,7 @@ func (b *Bank) Balance(t testing.TB, account string) int64 {
 // Record returns the Bank's row for id, or false.
 func (b *Bank) Record(t testing.TB, id uuid.UUID) (payment.Record, bool) {
 	t.Helper()
-	rec, err := bank.NewRepository(b.DB).Transaction(context.Background(), id)
+	rec, _, err := bank.NewRepository(b.DB).Stored(context.Background(), id)
 	if err != nil {
 		return payment.Record{}, false
 	}
@@ -232,16 +233,12 @@ func (b *Bank) Transactions(t testing.TB) int64 {
 	return n
 }
 
-func (b *Bank) sleep(d time.Duration) {
-	select {
-	case <-time.After(d):
-	case <-b.stop:
-	}
-}
-
 // wrap counts requests and injects the faults around the real Bank handler (for batches too: a fault hits
 // the whole batch).
 func (b *Bank) wrap(inner http.Handler) http.Handler {
+	faulty := b.faults.Wrap(inner, func(r *http.Request, rec *httptest.ResponseRecorder) {
+		b.created.Add(created(r.URL.Path == "/v1/transactions/batch", rec))
+	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		batch := r.URL.Path == "/v1/transactions/batch"
 		if r.Method != http.MethodPost || (r.URL.Path != "/v1/transactions" && !batch) {
@@ -276,36 +273,7 @@ func (b *Bank) wrap(inner http.Handler) http.Handler {
 		if hook != nil {
 			hook(r)
 		}
-		f := b.faults.Load()
-		if f.Latency > 0 {
-			b.sleep(f.Latency)
-		}
-		p := rand.Float64()
-		switch {
-		case p < f.Unavailable:
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"error":{"code":"unavailable","message":"injected fault"}}`))
-			return
-		case p < f.Unavailable+f.ResetBefore:
-			hijackReset(w)
-			return
-		}
-		rec := httptest.NewRecorder()
-		inner.ServeHTTP(rec, r)
-		b.created.Add(created(batch, rec))
-		switch {
-		case p < f.Unavailable+f.ResetBefore+f.ResetAfter:
-			hijackReset(w)
-			return
-		case p < f.Unavailable+f.ResetBefore+f.ResetAfter+f.SlowAfter:
-			b.sleep(f.Delay)
-		}
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
-		_, _ = w.Write(rec.Body.Bytes())
+		faulty.ServeHTTP(w, r)
 	})
 }
 
@@ -328,17 +296,4 @@ func created(batch bool, rec *httptest.ResponseRecorder) int64 {
 		}
 	}
 	return n
-}
-
-// hijackReset takes the connection from the HTTP server and resets it: the client sees a broken connection.
-func hijackReset(w http.ResponseWriter) {
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		panic("banktest: the response writer cannot be hijacked")
-	}
-	conn, _, err := hj.Hijack()
-	if err != nil {
-		return
-	}
-	reset(conn)
 }

@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync"
 	"testing"
+
+	"github.com/txmesh/txmesh/src/localenv/httpfault"
 )
 
 // Proxy is a TCP proxy that a test switches off and on: Down refuses new connections and resets the open
@@ -70,18 +72,18 @@ func (p *Proxy) untrack(c net.Conn) {
 
 func (p *Proxy) forward(client net.Conn) {
 	if !p.track(client) {
-		reset(client)
+		httpfault.Reset(client)
 		return
 	}
 	defer p.untrack(client)
 	server, err := net.Dial("tcp", p.target)
 	if err != nil {
-		reset(client)
+		httpfault.Reset(client)
 		return
 	}
 	if !p.track(server) {
-		reset(client)
-		reset(server)
+		httpfault.Reset(client)
+		httpfault.Reset(server)
 		return
 	}
 	defer p.untrack(server)
@@ -107,7 +109,7 @@ func (p *Proxy) Down() {
 	ln := p.ln
 	p.ln = nil
 	for c := range p.conns {
-		reset(c)
+		httpfault.Reset(c)
 	}
 	p.conns = map[net.Conn]struct{}{}
 	p.mu.Unlock()
@@ -130,20 +132,4 @@ func (p *Proxy) Up() error {
 	}
 	p.serve(ln)
 	return nil
-}
-
-// reset closes a connection with a TCP RST rather than an orderly FIN (TLS connections are unwrapped: no
-// close_notify either).
-func reset(c net.Conn) {
-	for {
-		u, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		c = u.NetConn()
-	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
-	}
-	_ = c.Close()
 }

@@ -3,6 +3,7 @@
 package payment
 
 import (
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -77,6 +78,14 @@ type Account struct {
 	Currency string `json:"currency"`
 	Balance  int64  `json:"balance"`
 }
+
+// CanaryAccountPrefix starts the id of every canary account (CANARY-000001, …): accounts the Bank's seed
+// creates for Flagger's acceptance and load tests alone, so that canary traffic never spends a customer's
+// money and audits can count it apart. Customer accounts never carry it.
+const CanaryAccountPrefix = "CANARY-"
+
+// IsCanaryAccount reports whether id is a canary account's.
+func IsCanaryAccount(id string) bool { return strings.HasPrefix(id, CanaryAccountPrefix) }
 
 // ValidIdentifier reports whether s is a valid store or account id: 1–64 chars of [A-Za-z0-9._-]
 // (^[A-Za-z0-9._-]{1,64}$, the database's CHECK; a loop, not a regexp: it runs twice per request).

@@ -29,9 +29,9 @@ func AdminHandler(h http.Handler) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("Content-Type", payment.ProblemContentType)
 		w.WriteHeader(http.StatusNotFound)
-		_ = json.NewEncoder(w).Encode(ErrorBody(payment.CodeNotFound,
-			"no such route on the management listener (/healthz, /readyz, /metrics)", nil))
+		_ = json.NewEncoder(w).Encode(payment.Problem(http.StatusNotFound, ErrorBody(payment.CodeNotFound,
+			"no such route on the management listener (/healthz, /readyz, /metrics)", nil)))
 	})
 }

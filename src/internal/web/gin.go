@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -17,7 +18,8 @@ import (
 
 func init() { gin.SetMode(gin.ReleaseMode) }
 
-// NewEngine returns a gin engine with JSON 404/405/500 answers and request metrics under namespace
+// NewEngine returns a gin engine for the service namespace (bank, store): every response marked with its
+// name (payment.ServiceHeader), problem-document 404/405/500 answers, and request metrics
 // (`<ns>_http_requests_total{method,route,code}`, `<ns>_http_request_duration_seconds{method,route}`).
 func NewEngine(namespace string, reg *prometheus.Registry, log *slog.Logger) *gin.Engine {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -33,6 +35,7 @@ func NewEngine(namespace string, reg *prometheus.Registry, log *slog.Logger) *gi
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
+	e.Use(markService(namespace))
 	e.Use(func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
@@ -62,18 +65,25 @@ func HealthRoutes(e *gin.Engine, h *Health, log *slog.Logger) {
 	e.GET(PathHealthz, func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET(PathReadyz, func(c *gin.Context) {
 		if err := h.Ready(c.Request.Context()); err != nil {
-			log.Debug("not ready", "err", err)
+			// The check's error names hosts and drivers' messages: the log gets it, the answer does not.
+			msg := "not ready: a dependency is unavailable"
+			if errors.Is(err, errDraining) {
+				msg = "not ready: draining"
+				log.Debug("not ready", "err", err)
+			} else {
+				log.Warn("not ready", "err", err)
+			}
 			c.Header("Retry-After", "1")
-			Abort(c, http.StatusServiceUnavailable, payment.CodeUnavailable, "not ready: "+err.Error(), nil)
+			Abort(c, http.StatusServiceUnavailable, payment.CodeUnavailable, msg, nil)
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})
 	})
 }
 
-// Abort answers with the JSON error body.
+// Abort answers with the error body (WriteError).
 func Abort(c *gin.Context, status int, code, msg string, fields map[string]string) {
-	c.AbortWithStatusJSON(status, ErrorBody(code, msg, fields))
+	WriteError(c, status, ErrorBody(code, msg, fields))
 }
 
 // Unavailable answers 503 with Retry-After: a dependency failed, the client should retry.
@@ -103,7 +113,7 @@ func LimitBody(c *gin.Context) {
 func BadInput(c *gin.Context, err error) bool {
 	status, body, ok := InputError(err)
 	if ok {
-		c.AbortWithStatusJSON(status, body)
+		WriteError(c, status, body)
 	}
 	return ok
 }

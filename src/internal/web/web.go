@@ -33,9 +33,23 @@ type ServerConfig struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// MaxInFlight bounds the requests handled at once (LimitInFlight); 0 switches the bound off.
 	MaxInFlight int `env:"HTTP_MAX_IN_FLIGHT" envDefault:"64"`
+	// ReadHeaderTimeout bounds reading a request's headers; ReadBodyTimeout its body, from then on (Bounded);
+	// RequestTimeout its handling once the body is in (the handler's context deadline). Zero: the default
+	// (Timeouts).
+	ReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s"`
+	ReadBodyTimeout   time.Duration `env:"HTTP_READ_BODY_TIMEOUT" envDefault:"10s"`
+	RequestTimeout    time.Duration `env:"HTTP_REQUEST_TIMEOUT" envDefault:"18s"`
+	// Service names the service on the answers Bounded gives itself (payment.ServiceHeader); set by the
+	// command, not the environment.
+	Service string `env:"-"`
+	// ClientCertOptional is for a service that refuses unidentified callers itself, with an answer of its
+	// own (the Bank's 403 caller_not_allowed): with TLS_CLIENT_CA_FILE, a client certificate is verified
+	// when presented instead of required at the handshake. Set by the command, not the environment.
+	ClientCertOptional bool `env:"-"`
 }
 
-// Validate checks the combination of TLS settings, the management address and the in-flight bound.
+// Validate checks the combination of TLS settings, the management address, the in-flight bound and the
+// timeouts.
 func (c ServerConfig) Validate() error {
 	var errs []error
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
@@ -52,6 +66,10 @@ func (c ServerConfig) Validate() error {
 	}
 	if c.MaxInFlight < 0 {
 		errs = append(errs, fmt.Errorf("HTTP_MAX_IN_FLIGHT must be >= 0 (0: no bound), got %d", c.MaxInFlight))
+	}
+	if c.ReadHeaderTimeout < 0 || c.ReadBodyTimeout < 0 || c.RequestTimeout < 0 {
+		errs = append(errs, fmt.Errorf("HTTP_READ_HEADER_TIMEOUT (%v), HTTP_READ_BODY_TIMEOUT (%v) and "+
+			"HTTP_REQUEST_TIMEOUT (%v) must be > 0", c.ReadHeaderTimeout, c.ReadBodyTimeout, c.RequestTimeout))
 	}
 	return errors.Join(errs...)
 }
@@ -96,7 +114,7 @@ func anyHost(host string) bool {
 }
 
 // TLS returns the server TLS configuration, or nil for plain HTTP. With a client CA, client certificates
-// signed by it are required (mTLS).
+// signed by it are required (mTLS); with ClientCertOptional, only verified when presented.
 func (c ServerConfig) TLS() (*tls.Config, error) {
 	if c.TLSCertFile == "" {
 		return nil, nil
@@ -117,6 +135,9 @@ func (c ServerConfig) TLS() (*tls.Config, error) {
 		}
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		if c.ClientCertOptional {
+			cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		}
 	}
 	return cfg, nil
 }
@@ -133,13 +154,15 @@ func NewHealth(check func(context.Context) error) *Health {
 	return &Health{check: check, timeout: time.Second}
 }
 
+var errDraining = errors.New("draining")
+
 // SetDraining makes readiness fail from now on.
 func (h *Health) SetDraining() { h.draining.Store(true) }
 
 // Ready runs the readiness check.
 func (h *Health) Ready(ctx context.Context) error {
 	if h.draining.Load() {
-		return errors.New("draining")
+		return errDraining
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
@@ -168,7 +191,7 @@ func Serve(ctx context.Context, cfg ServerConfig, h http.Handler, health *Health
 			return fmt.Errorf("listen ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
 		}
 	}
-	srv := newHTTPServer(h, tlsCfg, log)
+	srv := newHTTPServer(Bounded(h, cfg), tlsCfg, cfg, log)
 	scheme := "http"
 	if tlsCfg != nil {
 		scheme = "https"
@@ -179,7 +202,7 @@ func Serve(ctx context.Context, cfg ServerConfig, h http.Handler, health *Health
 	go func() { errc <- srv.Serve(ln) }()
 	var admin *http.Server
 	if adminLn != nil {
-		admin = newHTTPServer(AdminHandler(h), nil, log)
+		admin = newHTTPServer(Bounded(AdminHandler(h), cfg), nil, cfg, log)
 		log.Info("admin listening", "addr", adminLn.Addr().String(), "scheme", "http", "paths", AdminPaths)
 		go func() { errc <- fmt.Errorf("admin: %w", admin.Serve(adminLn)) }()
 	}
@@ -217,11 +240,39 @@ func Serve(ctx context.Context, cfg ServerConfig, h http.Handler, health *Health
 	return nil
 }
 
-func newHTTPServer(h http.Handler, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
+// The defaults of ServerConfig's timeouts, for a zero value (a configuration not filled from the environment).
+// The request's stays below the Store's Istio route timeout (20 s), so that the service's own answer (a 504
+// naming its purchase) reaches the client rather than the proxy's.
+const (
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadBodyTimeout   = 10 * time.Second
+	DefaultRequestTimeout    = 18 * time.Second
+)
+
+// Timeouts returns c with every zero timeout set to its default.
+func (c ServerConfig) Timeouts() ServerConfig {
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if c.ReadBodyTimeout == 0 {
+		c.ReadBodyTimeout = DefaultReadBodyTimeout
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	return c
+}
+
+// newHTTPServer bounds each stage of a request: its headers (ReadHeaderTimeout), its body and handling
+// (Bounded), and the writing of its answer — WriteTimeout counts from the end of the headers, so it covers
+// the body, the handler and a slow reader of the answer.
+func newHTTPServer(h http.Handler, tlsCfg *tls.Config, cfg ServerConfig, log *slog.Logger) *http.Server {
+	cfg = cfg.Timeouts()
 	return &http.Server{
 		Handler:           h,
 		TLSConfig:         tlsCfg,
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		WriteTimeout:      cfg.ReadBodyTimeout + cfg.RequestTimeout + 5*time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}

@@ -40,13 +40,15 @@ func Saturated(t testing.TB, ns string) string {
 }
 
 // IsOverloaded reports whether a is the services' answer to a request shed by web.LimitInFlight: 503, a
-// Retry-After of whole seconds (≥ 1) and the JSON error body with code overloaded and a message.
+// Retry-After of whole seconds (≥ 1), the service's marks (payment.ServiceHeader) and a problem document
+// with code overloaded and a message.
 func IsOverloaded(a Answer) bool {
 	var e payment.ErrorBody
 	secs, err := strconv.Atoi(a.Header.Get("Retry-After"))
 	return a.Status == http.StatusServiceUnavailable && err == nil && secs >= 1 &&
-		strings.HasPrefix(a.Header.Get("Content-Type"), "application/json") &&
-		json.Unmarshal([]byte(a.Body), &e) == nil && e.Error.Code == payment.CodeOverloaded && e.Error.Message != ""
+		a.Header.Get(payment.ServiceHeader) != "" && payment.IsProblem(a.Header.Get("Content-Type")) &&
+		json.Unmarshal([]byte(a.Body), &e) == nil && e.Error.Code == payment.CodeOverloaded &&
+		e.Error.Message != "" && e.Status == http.StatusServiceUnavailable
 }
 
 // WantOverloaded fails the test unless a is a shed request's answer (IsOverloaded).
