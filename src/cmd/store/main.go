@@ -1,13 +1,17 @@
 // Command store serves the Store API: it accepts purchases (API and generator), writes each with an outbox
 // row in one transaction, and relays them to the Bank.
 //
-//	store [serve]   serve the API, the generator and the relay (applies migrations unless MIGRATE_ON_START=false)
-//	store migrate   apply the database migrations and exit
+//	store [serve]                   serve the API, the generator and the relay (applies migrations unless
+//	                                MIGRATE_ON_START=false)
+//	store migrate                   apply the database migrations and exit
+//	store redrive (--id ID | --all) send dead-lettered purchases again (one audit line each), and exit
+//	store --version                 print the version stamped at build time
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,6 +36,9 @@ import (
 	"github.com/txmesh/txmesh/src/internal/store"
 	"github.com/txmesh/txmesh/src/internal/web"
 )
+
+// version is set at build time (-ldflags "-X main.version=…"), as the Dockerfile and the Makefile do.
+var version = "dev"
 
 // bankSettings is how the relay reaches the Bank.
 type bankSettings struct {
@@ -85,6 +92,12 @@ func (s settings) validate() error {
 	if s.RideThrough < 0 {
 		errs = append(errs, fmt.Errorf("DB_RIDE_THROUGH %v must be >= 0", s.RideThrough))
 	}
+	// A purchase's statement ends store.ResolveBudget before its request's deadline, so that the outcome of
+	// an unanswered commit can be learnt in time: the ride-through must fit before that.
+	if rt := s.Server.Timeouts().RequestTimeout; s.RideThrough > rt-store.ResolveBudget {
+		errs = append(errs, fmt.Errorf("DB_RIDE_THROUGH %v must be at most HTTP_REQUEST_TIMEOUT %v minus %v",
+			s.RideThrough, rt, store.ResolveBudget))
+	}
 	return errors.Join(errs...)
 }
 
@@ -101,11 +114,15 @@ func main() {
 // run is the whole program; ready, when not nil, receives the listening address (tests).
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer,
 	ready chan<- net.Addr) error {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		_, err := fmt.Fprintln(stdout, "store", version)
+		return err
+	}
 	cmd := "serve"
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
-	if len(args) > 0 {
+	if len(args) > 0 && cmd != "redrive" {
 		return fmt.Errorf("%s takes no arguments, got %q", cmd, args)
 	}
 	var cfg settings
@@ -116,7 +133,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		cfg.StoreID, _ = os.Hostname()
 	}
 	cfg.Relay.Timeout = cfg.Bank.Timeout
+	cfg.Server.Service = payment.ServiceStore
 	log := config.Logger(stdout, cfg.LogLevel)
+	if cmd != "serve" { // serve logs its version with its settings
+		log.Info("store "+cmd, "version", version)
+	}
 	switch cmd {
 	case "serve":
 		if err := cfg.validate(); err != nil {
@@ -133,9 +154,69 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		defer postgres.Close(db)
 		return migrate(ctx, db, log)
+	case "redrive":
+		id, err := parseRedrive(args)
+		if err != nil {
+			return err
+		}
+		if err := cfg.DB.Validate(); err != nil {
+			return err
+		}
+		db, err := postgres.Open(cfg.DB)
+		if err != nil {
+			return err
+		}
+		defer postgres.Close(db)
+		return redrive(ctx, store.NewRepository(db, cfg.StoreID), id, log)
 	default:
-		return fmt.Errorf("unknown command %q (serve, migrate)", cmd)
+		return fmt.Errorf("unknown command %q (serve, migrate, redrive)", cmd)
 	}
+}
+
+// parseRedrive reads redrive's flags: exactly one of --id ID (a purchase) and --all (every dead letter);
+// id is nil for --all.
+func parseRedrive(args []string) (*uuid.UUID, error) {
+	fs := flag.NewFlagSet("redrive", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	idFlag := fs.String("id", "", "the dead-lettered purchase to send again")
+	all := fs.Bool("all", false, "send every dead-lettered purchase again")
+	usage := errors.New("usage: store redrive (--id PURCHASE_ID | --all)")
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("%w: %w", usage, err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, fmt.Errorf("%w: unexpected %q", usage, fs.Args())
+	case *all == (*idFlag != ""):
+		return nil, fmt.Errorf("%w: give exactly one of --id and --all", usage)
+	case *all:
+		return nil, nil
+	}
+	id, err := uuid.Parse(*idFlag)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --id %q is not a UUID", usage, *idFlag)
+	}
+	return &id, nil
+}
+
+// redrive makes the dead letters pending again (store.Repository.Redrive) and logs one audit line per
+// purchase; the running relays deliver them, under the same ids.
+func redrive(ctx context.Context, repo *store.Repository, id *uuid.UUID, log *slog.Logger) error {
+	done, err := repo.Redrive(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, d := range done {
+		log.Info("redriven: pending again, the relay sends it with the same id", "purchase_id", d.ID,
+			"error_code", d.ErrorCode, "last_error", d.LastError, "redriven_at", d.RedrivenAt)
+	}
+	switch {
+	case id != nil && len(done) == 0:
+		log.Info("not dead-lettered: nothing to redrive", "purchase_id", *id)
+	default:
+		log.Info("redrive done", "purchases", len(done))
+	}
+	return nil
 }
 
 func migrate(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
@@ -143,14 +224,15 @@ func migrate(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
 }
 
 func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net.Addr) error {
-	log.Info("starting store", "store_id", cfg.StoreID, "http_addr", cfg.Server.Addr,
+	log.Info("starting store", "version", version, "store_id", cfg.StoreID, "http_addr", cfg.Server.Addr,
 		"admin_addr", cfg.Server.AdminAddr,
 		"tls", cfg.Server.TLSCertFile != "", "mtls", cfg.Server.TLSClientCAFile != "",
 		"database_url", config.Redact(cfg.DB.URL), "db_max_conns", cfg.DB.MaxConns,
 		"db_query_exec_mode", cfg.DB.QueryExecMode, "migrate_on_start", cfg.DB.Migrate,
 		"bank_url", cfg.Bank.URL, "bank_timeout", cfg.Bank.Timeout, "bank_ca_file", cfg.Bank.CAFile,
 		"bank_client_cert_file", cfg.Bank.CertFile, "generator", cfg.Generator,
-		"http_max_in_flight", cfg.Server.MaxInFlight,
+		"http_max_in_flight", cfg.Server.MaxInFlight, "http_read_header_timeout", cfg.Server.ReadHeaderTimeout,
+		"http_read_body_timeout", cfg.Server.ReadBodyTimeout, "http_request_timeout", cfg.Server.RequestTimeout,
 		"db_ride_through", cfg.RideThrough, "drain_delay", cfg.Server.DrainDelay, "shutdown_timeout", cfg.Server.ShutdownTimeout)
 	db, err := postgres.Open(cfg.DB)
 	if err != nil {
@@ -179,8 +261,8 @@ func serve(ctx context.Context, cfg settings, log *slog.Logger, ready chan<- net
 	rl := relay.New(repo, bank, cfg.StoreID+"/"+uuid.NewString()[:8], cfg.Relay, reg, log.With("component", "relay"))
 	repo.OnCreate(rl.Wake)
 	health := web.NewHealth(postgres.ReadyCheck(sqlDB, store.Migrations()))
-	handler := web.LimitInFlight(store.NewServer(repo, metrics, rl.BreakerState, health, reg, log),
-		cfg.Server.MaxInFlight, "store", reg)
+	handler := store.PurchaseIDs(web.LimitInFlight(store.NewServer(repo, metrics, rl.BreakerState, health, reg, log),
+		cfg.Server.MaxInFlight, "store", reg))
 
 	// Shutdown: the generator stops at once; the relay keeps delivering while the server drains (readiness
 	// fails first), then stops claiming and finishes its sends in flight; then the database closes.

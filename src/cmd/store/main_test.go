@@ -51,7 +51,7 @@ type service struct {
 	done chan error
 }
 
-func startService(t *testing.T, vars map[string]string) *service {
+func startService(t testing.TB, vars map[string]string) *service {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &service{logs: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
@@ -129,6 +129,10 @@ func TestConfigurationErrors(t *testing.T) {
 			"BANK_TIMEOUT"},
 		{"negative ride-through", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank", "DB_RIDE_THROUGH": "-1s"},
 			"DB_RIDE_THROUGH"},
+		{"ride-through beyond the request deadline", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank",
+			"DB_RIDE_THROUGH": "19s", "HTTP_REQUEST_TIMEOUT": "20s"}, "DB_RIDE_THROUGH 19s must be at most HTTP_REQUEST_TIMEOUT"},
+		{"negative body timeout", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank",
+			"HTTP_READ_BODY_TIMEOUT": "-1s"}, "HTTP_READ_BODY_TIMEOUT"},
 		{"bad store id", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank", "STORE_ID": "a b"},
 			"STORE_ID"},
 		{"bad generator", map[string]string{"DATABASE_URL": dsn, "BANK_URL": "http://bank",

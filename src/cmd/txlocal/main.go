@@ -27,6 +27,7 @@ import (
 	"github.com/txmesh/txmesh/src/internal/bankclient"
 	"github.com/txmesh/txmesh/src/localenv/pglocal"
 	"github.com/txmesh/txmesh/src/localenv/pki"
+	"github.com/txmesh/txmesh/src/localenv/proc"
 )
 
 func main() {
@@ -91,64 +92,6 @@ func freeAddr(addr string) (string, error) {
 	return l.Addr().String(), nil
 }
 
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func start(name, bin string, args, env []string, logPath string) (*proc, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Own process group: Ctrl-C reaches txlocal only, which stops the services in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait(); logf.Close() }()
-	return p, nil
-}
-
-// stop sends SIGTERM and waits for a clean exit (the services drain first).
-func (p *proc) stop(timeout time.Duration) error {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		return err
-	case <-time.After(timeout):
-		_ = p.cmd.Process.Kill()
-		return fmt.Errorf("%s did not stop within %s; killed", p.name, timeout)
-	}
-}
-
-func waitReady(ctx context.Context, client *http.Client, url string, p *proc) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case err := <-p.done:
-			return fmt.Errorf("%s exited during start-up: %w", p.name, err)
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s: %w", p.name, url, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 	o, err := parse(args)
 	if err != nil {
@@ -160,10 +103,12 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 		}
 	}
 	if o.dataDir == "" {
-		if o.dataDir, err = os.MkdirTemp("", "txmesh-run-"); err != nil {
+		if o.dataDir, err = proc.TempDir("txmesh-run-"); err != nil {
 			return 2, err
 		}
-		if !o.keep {
+		if o.keep {
+			_ = proc.Keep(o.dataDir)
+		} else {
 			defer os.RemoveAll(o.dataDir)
 		}
 	}
@@ -201,31 +146,31 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 	}
 	common := []string{"LOG_LEVEL=info", "SHUTDOWN_DRAIN_DELAY=1s", "SHUTDOWN_TIMEOUT=10s"}
 	bankEnv := append([]string{"DATABASE_URL=" + pg.DSN("bank"), "HTTP_ADDR=" + o.bankAddr,
-		"TLS_CERT_FILE=" + certs.ServerCert, "TLS_KEY_FILE=" + certs.ServerKey, "TLS_CLIENT_CA_FILE=" + certs.CA},
-		common...)
-	seed := exec.CommandContext(ctx, filepath.Join(o.binDir, "bank"), "seed", "--accounts", strconv.Itoa(o.accounts),
-		"--balance", strconv.FormatInt(o.balance, 10), "--currency", "EUR")
-	seed.Env = append(os.Environ(), bankEnv...)
-	if msg, err := seed.CombinedOutput(); err != nil {
-		return 2, fmt.Errorf("bank seed: %w\n%s", err, msg)
+		"TLS_CERT_FILE=" + certs.ServerCert, "TLS_KEY_FILE=" + certs.ServerKey, "TLS_CLIENT_CA_FILE=" + certs.CA,
+		"ALLOWED_CALLERS=" + certs.ClientID}, common...)
+	if _, err := proc.Run(ctx, proc.Spec{Name: "bank seed", Path: filepath.Join(o.binDir, "bank"), Env: bankEnv,
+		Args: []string{"seed", "--accounts", strconv.Itoa(o.accounts), "--balance", strconv.FormatInt(o.balance, 10),
+			"--currency", "EUR"}}); err != nil {
+		return 2, err
 	}
-	bank, err := start("bank", filepath.Join(o.binDir, "bank"), []string{"serve"}, bankEnv,
-		filepath.Join(o.dataDir, "bank.log"))
+	// Own process groups: Ctrl-C reaches txlocal only, which stops the services in order.
+	bank, err := proc.Start(proc.Spec{Name: "bank", Path: filepath.Join(o.binDir, "bank"), Args: []string{"serve"},
+		Env: bankEnv, Log: filepath.Join(o.dataDir, "bank.log")})
 	if err != nil {
 		return 2, err
 	}
-	defer func() { _ = bank.cmd.Process.Kill() }()
+	defer bank.Kill()
 	bankURL := "https://" + o.bankAddr
 	storeEnv := append([]string{"DATABASE_URL=" + pg.DSN("store"), "HTTP_ADDR=" + o.storeAddr,
 		"BANK_URL=" + bankURL, "BANK_CA_FILE=" + certs.CA, "BANK_CLIENT_CERT_FILE=" + certs.ClientCert,
 		"BANK_CLIENT_KEY_FILE=" + certs.ClientKey, "STORE_ID=store-local",
 		"GENERATOR_INTERVAL=" + o.interval.String(), "GENERATOR_ACCOUNTS=" + strconv.Itoa(o.accounts)}, common...)
-	store, err := start("store", filepath.Join(o.binDir, "store"), []string{"serve"}, storeEnv,
-		filepath.Join(o.dataDir, "store.log"))
+	store, err := proc.Start(proc.Spec{Name: "store", Path: filepath.Join(o.binDir, "store"),
+		Args: []string{"serve"}, Env: storeEnv, Log: filepath.Join(o.dataDir, "store.log")})
 	if err != nil {
 		return 2, err
 	}
-	defer func() { _ = store.cmd.Process.Kill() }()
+	defer store.Kill()
 
 	tlsCfg, err := bankclient.TLSConfig(certs.CA, certs.ClientCert, certs.ClientKey)
 	if err != nil {
@@ -234,10 +179,10 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 	bankClient := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
 	plain := &http.Client{Timeout: 2 * time.Second}
 	storeURL := "http://" + o.storeAddr
-	if err := waitReady(ctx, bankClient, bankURL+"/readyz", bank); err != nil {
+	if err := bank.WaitReady(ctx, 60*time.Second, proc.HTTPReady(bankClient, bankURL+"/readyz")); err != nil {
 		return 2, err
 	}
-	if err := waitReady(ctx, plain, storeURL+"/readyz", store); err != nil {
+	if err := store.WaitReady(ctx, 60*time.Second, proc.HTTPReady(plain, storeURL+"/readyz")); err != nil {
 		return 2, err
 	}
 	printBanner(out, o, certs, bankURL, storeURL)
@@ -258,27 +203,25 @@ loop:
 		case <-stopAfter:
 			fmt.Fprintln(out, "txmesh: duration reached — stopping the Store, then the Bank…")
 			break loop
-		case err := <-bank.done:
-			return 2, fmt.Errorf("bank exited unexpectedly (%w); see %s", err, filepath.Join(o.dataDir, "bank.log"))
-		case err := <-store.done:
-			return 2, fmt.Errorf("store exited unexpectedly (%w); see %s", err, filepath.Join(o.dataDir, "store.log"))
+		case <-bank.Done():
+			return 2, fmt.Errorf("bank exited unexpectedly (%w); see %s", bank.Err(), bank.Log())
+		case <-store.Done():
+			return 2, fmt.Errorf("store exited unexpectedly (%w); see %s", store.Err(), store.Log())
 		case <-tick.C:
 			fmt.Fprintln(out, progress(plain, storeURL, time.Since(started)))
 		}
 	}
 	// The Store stops its generator and relay first; with the Bank still up, the final audit below waits
 	// for nothing that cannot drain: what is pending stays pending, durably, in store-db.
-	if err := store.stop(30 * time.Second); err != nil {
+	if err := store.Stop(30 * time.Second); err != nil {
 		return 2, fmt.Errorf("store: %w", err)
 	}
-	if err := bank.stop(30 * time.Second); err != nil {
+	if err := bank.Stop(30 * time.Second); err != nil {
 		return 2, fmt.Errorf("bank: %w", err)
 	}
 	fmt.Fprintln(out, "txmesh: services stopped cleanly; auditing store-db against bank-db…")
-	audit := exec.Command(filepath.Join(o.binDir, "txaudit"), "--store-dsn", pg.DSN("store"),
-		"--bank-dsn", pg.DSN("bank"))
-	audit.Stdout, audit.Stderr = out, out
-	err = audit.Run()
+	_, err = proc.Run(context.WithoutCancel(ctx), proc.Spec{Name: "txaudit", Path: filepath.Join(o.binDir, "txaudit"),
+		Args: []string{"--store-dsn", pg.DSN("store"), "--bank-dsn", pg.DSN("bank")}, Stdout: out, Stderr: out})
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		return exit.ExitCode(), nil
@@ -322,7 +265,7 @@ func progress(c *http.Client, storeURL string, elapsed time.Duration) string {
 func printBanner(out io.Writer, o options, certs pki.Files, bankURL, storeURL string) {
 	fmt.Fprintf(out, `
 txmesh is running (PostgreSQL, Bank, Store; mTLS between Store and Bank)
-  Bank   %s   (client certificate required)   log: %s
+  Bank   %s   (allowed caller: the client certificate %s)   log: %s
   Store  %s    (generator every %s)               log: %s
 
 Try:
@@ -332,6 +275,6 @@ Try:
   curl -s --cacert %s --cert %s --key %s %s/v1/accounts/ACC-000001
 
 Ctrl-C stops everything and prints the audit.
-`, bankURL, filepath.Join(o.dataDir, "bank.log"), storeURL, o.interval, filepath.Join(o.dataDir, "store.log"),
+`, bankURL, certs.ClientID, filepath.Join(o.dataDir, "bank.log"), storeURL, o.interval, filepath.Join(o.dataDir, "store.log"),
 		storeURL, storeURL, certs.CA, certs.ClientCert, certs.ClientKey, bankURL)
 }

@@ -17,32 +17,63 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/txmesh/txmesh/src/internal/payment"
 )
 
-// Error is a response from the Bank that is not a result: its HTTP status and error body.
+// Error is an answer that is not a result: its HTTP status and error body, and whether the Bank itself gave
+// it (Marked) or something between the Store and the Bank did (a sidecar's 403, a route's 404, a proxy's
+// 503: Foreign).
 type Error struct {
 	StatusCode int
 	Code       string
 	Message    string
 	RetryAfter time.Duration
+	// Marked: the answer carries the Bank's marks — the Txmesh-Service: bank header, a problem document
+	// (application/problem+json) and an error code in it (payment.ServiceHeader says why).
+	Marked bool
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("bank answered %d %s: %s", e.StatusCode, e.Code, e.Message)
+	who := "bank"
+	if !e.Marked {
+		who = "something between the store and the bank (no bank marks)"
+	}
+	return fmt.Sprintf("%s answered %d %s: %s", who, e.StatusCode, e.Code, e.Message)
 }
 
-// Permanent reports whether resending the same transaction can never succeed: the Bank rejected the request
-// itself (400, 409, 413, 415 and any other 4xx but 408 and 429), as opposed to being unable to process it now.
-func (e *Error) Permanent() bool {
-	return e.StatusCode >= 400 && e.StatusCode < 500 &&
-		e.StatusCode != http.StatusRequestTimeout && e.StatusCode != http.StatusTooManyRequests
+// rejections are the Bank's answers that no resend of the same transaction can change: invalid (400), its id
+// taken by other fields (409), too large (413), not JSON (415). Only these end a purchase, and only when the
+// Bank marked them: a 403, a 404 or any other status, even from the Bank (a refused caller, a missing route),
+// is the path or the configuration failing, which a fix turns into a delivery.
+var rejections = map[int]string{
+	http.StatusBadRequest:            payment.CodeInvalidRequest,
+	http.StatusConflict:              payment.CodeIdempotencyConflict,
+	http.StatusRequestEntityTooLarge: payment.CodePayloadTooLarge,
+	http.StatusUnsupportedMediaType:  payment.CodeUnsupportedMediaType,
 }
+
+// Permanent reports whether the Bank itself rejected the transaction for good: a marked answer with one of
+// the rejection statuses and its code.
+func (e *Error) Permanent() bool {
+	code, ok := rejections[e.StatusCode]
+	return e.Marked && ok && e.Code == code
+}
+
+// Foreign reports whether the answer did not come from the Bank (no marks).
+func (e *Error) Foreign() bool { return !e.Marked }
 
 // IsPermanent reports whether err is a permanent rejection by the Bank (see Error.Permanent).
 func IsPermanent(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Permanent()
+}
+
+// IsMarked reports whether err is an answer the Bank gave itself (a rejection, a refusal, a 503).
+func IsMarked(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Marked
 }
 
 // Client talks to one Bank base URL.
@@ -60,6 +91,11 @@ func New(baseURL string, hc *http.Client) (*Client, error) {
 	}
 	base := strings.TrimRight(u.String(), "/")
 	return &Client{endpoint: base + "/v1/transactions", batch: base + "/v1/transactions/batch", hc: hc}, nil
+}
+
+// marked reports whether resp carries the Bank's header (the problem document is checked with its body).
+func marked(resp *http.Response) bool {
+	return resp.Header.Get(payment.ServiceHeader) == payment.ServiceBank
 }
 
 // Submit sends a transaction with its id as the Idempotency-Key and returns the Bank's result, whether it was
@@ -92,22 +128,61 @@ func (c *Client) Submit(ctx context.Context, tx payment.Transaction) (payment.Re
 		}
 		return res, nil
 	}
-	return payment.Result{}, answerError(resp, data)
+	return payment.Result{}, answerError(resp.StatusCode, resp.Header, data, marked(resp))
 }
 
-// answerError is the *Error of an answer that is not a result.
-func answerError(resp *http.Response, data []byte) *Error {
-	e := &Error{StatusCode: resp.StatusCode}
+// answerError is the *Error of an answer that is not a result. fromBank says whether the response (for a
+// batch item: the batch's response) carried the Bank's header; the answer is Marked when, in addition, its
+// body is a problem document with an error code (an item's body has no headers: its batch's problem marks
+// stand for it, and its body must still hold the code).
+func answerError(status int, hdr http.Header, data []byte, fromBank bool) *Error {
+	e := &Error{StatusCode: status}
 	var eb payment.ErrorBody
 	if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
 		e.Code, e.Message = eb.Error.Code, eb.Error.Message
+		e.Marked = fromBank && (hdr == nil || payment.IsProblem(hdr.Get("Content-Type")))
 	} else {
-		e.Code, e.Message = "http_"+strconv.Itoa(resp.StatusCode), truncate(data)
+		e.Code, e.Message = "http_"+strconv.Itoa(status), truncate(data)
 	}
-	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+	if s, err := strconv.Atoi(hdr.Get("Retry-After")); err == nil && s >= 0 {
 		e.RetryAfter = time.Duration(s) * time.Second
 	}
 	return e
+}
+
+// ErrNoSuchTransaction is the Bank's own 404 to a lookup: it has no transaction with that id.
+var ErrNoSuchTransaction = errors.New("the bank has no transaction with this id")
+
+// Lookup asks the Bank for the transaction id (GET /v1/transactions/{id}): its record when the Bank answers
+// with one (marked: only the Bank's own word is a record), ErrNoSuchTransaction when the Bank itself says it
+// has none, and otherwise an *Error or a transport error — the Bank's state is then unknown.
+func (c *Client) Lookup(ctx context.Context, id uuid.UUID) (payment.Record, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint+"/"+id.String(), nil)
+	if err != nil {
+		return payment.Record{}, fmt.Errorf("build request: %w", err)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return payment.Record{}, fmt.Errorf("look up transaction %s: %w", id, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return payment.Record{}, fmt.Errorf("read bank answer for %s: %w", id, err)
+	}
+	if resp.StatusCode == http.StatusOK && marked(resp) {
+		var rec payment.Record
+		if err := json.Unmarshal(data, &rec); err != nil || rec.ID != id {
+			return payment.Record{}, fmt.Errorf("bank answered 200 with an unreadable record for %s: %q", id,
+				truncate(data))
+		}
+		return rec, nil
+	}
+	e := answerError(resp.StatusCode, resp.Header, data, marked(resp))
+	if e.Marked && e.StatusCode == http.StatusNotFound && e.Code == payment.CodeNotFound {
+		return payment.Record{}, ErrNoSuchTransaction
+	}
+	return payment.Record{}, fmt.Errorf("look up transaction %s: %w", id, e)
 }
 
 // Answer is the Bank's answer for one transaction of a batch: its result (processed now or earlier), or an
@@ -143,8 +218,9 @@ func (c *Client) SubmitBatch(ctx context.Context, txs []payment.Transaction) ([]
 		return nil, fmt.Errorf("read bank answer for a batch of %d (%s, …): %w", len(txs), txs[0].ID, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, answerError(resp, data)
+		return nil, answerError(resp.StatusCode, resp.Header, data, marked(resp))
 	}
+	fromBank := marked(resp)
 	results, err := payment.DecodeBatchResponse(data)
 	if err != nil || len(results) != len(txs) {
 		return nil, fmt.Errorf("bank answered 200 with an unreadable batch answer for %d (%s, …): %q", len(txs),
@@ -162,7 +238,7 @@ func (c *Client) SubmitBatch(ctx context.Context, txs []payment.Transaction) ([]
 			}
 			out[i].Result = res
 		default:
-			out[i].Err = answerError(&http.Response{StatusCode: it.Status}, it.Body)
+			out[i].Err = answerError(it.Status, nil, it.Body, fromBank)
 		}
 	}
 	return out, nil

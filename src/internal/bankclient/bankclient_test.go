@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +32,10 @@ func TestSubmitClassifiesAnswers(t *testing.T) {
 		permanent  bool
 		code       string
 		wantRetry  time.Duration
+		// unmarked: the answer lacks the Bank's marks (Txmesh-Service: bank, a problem document): something in
+		// between gave it. foreign: the client must say so.
+		unmarked, foreign bool
+		contentType       string // of a marked answer; application/problem+json when empty
 	}{
 		{name: "created", status: 201, body: `{"id":"` + tx.ID.String() + `","status":"approved","reason":"","processed_at":"2026-01-02T03:04:06Z"}`},
 		{name: "replayed", status: 200, body: `{"id":"` + tx.ID.String() + `","status":"declined","reason":"insufficient_funds","processed_at":"2026-01-02T03:04:06Z"}`},
@@ -40,11 +45,27 @@ func TestSubmitClassifiesAnswers(t *testing.T) {
 			permanent: true, code: payment.CodeIdempotencyConflict},
 		{name: "invalid", status: 400, body: `{"error":{"code":"invalid_request","message":"x"}}`, wantErr: true,
 			permanent: true, code: payment.CodeInvalidRequest},
+		{name: "too large", status: 413, body: `{"error":{"code":"payload_too_large","message":"x"}}`, wantErr: true,
+			permanent: true, code: payment.CodePayloadTooLarge},
+		{name: "conflict without the marks", status: 409, unmarked: true, foreign: true, wantErr: true,
+			body: `{"error":{"code":"idempotency_conflict","message":"x"}}`, code: payment.CodeIdempotencyConflict},
+		{name: "conflict marked but as plain JSON", status: 409, contentType: "application/json", foreign: true,
+			wantErr: true, body: `{"error":{"code":"idempotency_conflict","message":"x"}}`,
+			code: payment.CodeIdempotencyConflict},
+		{name: "Envoy RBAC denial", status: 403, unmarked: true, foreign: true, wantErr: true,
+			body: `RBAC: access denied`, code: "http_403"},
+		{name: "no route", status: 404, unmarked: true, foreign: true, wantErr: true, code: "http_404"},
+		{name: "the Bank refuses the caller", status: 403, wantErr: true, code: "caller_not_allowed",
+			body: `{"error":{"code":"caller_not_allowed","message":"x"}}`},
+		{name: "the Bank's 404", status: 404, wantErr: true, code: payment.CodeNotFound,
+			body: `{"error":{"code":"not_found","message":"no such route"}}`},
+		{name: "a 400 with another code", status: 400, wantErr: true, code: payment.CodeInternal,
+			body: `{"error":{"code":"internal","message":"x"}}`},
 		{name: "unavailable", status: 503, body: `{"error":{"code":"unavailable","message":"x"}}`, retryAfter: "3",
 			wantErr: true, code: payment.CodeUnavailable, wantRetry: 3 * time.Second},
-		{name: "throttled", status: 429, body: ``, retryAfter: "1", wantErr: true, code: "http_429", wantRetry: time.Second},
-		{name: "proxy error page", status: 502, body: `upstream connect error`, wantErr: true, code: "http_502"},
-		{name: "timeout status", status: 408, body: ``, wantErr: true, code: "http_408"},
+		{name: "throttled", status: 429, body: ``, retryAfter: "1", wantErr: true, code: "http_429", wantRetry: time.Second, unmarked: true, foreign: true},
+		{name: "proxy error page", status: 502, body: `upstream connect error`, wantErr: true, code: "http_502", unmarked: true, foreign: true},
+		{name: "timeout status", status: 408, body: ``, wantErr: true, code: "http_408", unmarked: true, foreign: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -57,6 +78,9 @@ func TestSubmitClassifiesAnswers(t *testing.T) {
 				}
 				if tt.retryAfter != "" {
 					w.Header().Set("Retry-After", tt.retryAfter)
+				}
+				if !tt.unmarked {
+					mark(w, tt.contentType)
 				}
 				w.WriteHeader(tt.status)
 				_, _ = io.WriteString(w, tt.body)
@@ -80,8 +104,72 @@ func TestSubmitClassifiesAnswers(t *testing.T) {
 				t.Fatalf("permanent = %v, want %v (%v)", !tt.permanent, tt.permanent, err)
 			}
 			var e *bankclient.Error
-			if tt.code != "" && (!errors.As(err, &e) || e.Code != tt.code || e.RetryAfter != tt.wantRetry) {
-				t.Fatalf("error %#v, want code %s retry-after %s", e, tt.code, tt.wantRetry)
+			if tt.code != "" && (!errors.As(err, &e) || e.Code != tt.code || e.RetryAfter != tt.wantRetry ||
+				e.Foreign() != tt.foreign) {
+				t.Fatalf("error %#v, want code %s retry-after %s foreign %v", e, tt.code, tt.wantRetry, tt.foreign)
+			}
+		})
+	}
+}
+
+// mark gives an answer the Bank's marks: its header, and a problem document's content type (or ct).
+func mark(w http.ResponseWriter, ct string) {
+	w.Header().Set(payment.ServiceHeader, payment.ServiceBank)
+	if ct == "" {
+		ct = payment.ProblemContentType
+	}
+	w.Header().Set("Content-Type", ct)
+}
+
+// TestLookup: the Bank's own record is returned, its own 404 is ErrNoSuchTransaction, and anything else —
+// a 404 or a 200 without its marks, a 503, a record for another id — leaves the Bank's state unknown.
+func TestLookup(t *testing.T) {
+	record := `{"id":"` + tx.ID.String() + `","store_id":"s","account_id":"ACC-000001","amount":5,"currency":"EUR",` +
+		`"created_at":"2026-01-02T03:04:05Z","status":"approved","reason":"","processed_at":"2026-01-02T03:04:06Z"}`
+	tests := []struct {
+		name     string
+		status   int
+		body     string
+		unmarked bool
+		want     string // "record", "none" (ErrNoSuchTransaction) or "unknown"
+	}{
+		{"the Bank's record", 200, record, false, "record"},
+		{"the Bank has none", 404, `{"error":{"code":"not_found","message":"not found"}}`, false, "none"},
+		{"a 404 from in between", 404, ``, true, "unknown"},
+		{"an unmarked record", 200, record, true, "unknown"},
+		{"a record of another id", 200, strings.Replace(record, tx.ID.String(), uuid.NewString(), 1), false, "unknown"},
+		{"unavailable", 503, `{"error":{"code":"unavailable","message":"x"}}`, false, "unknown"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodGet || r.URL.Path != "/v1/transactions/"+tx.ID.String() {
+					t.Errorf("unexpected request %s %s", r.Method, r.URL.Path)
+				}
+				if !tt.unmarked {
+					ct := payment.ProblemContentType
+					if tt.status == 200 {
+						ct = "application/json"
+					}
+					mark(w, ct)
+				}
+				w.WriteHeader(tt.status)
+				_, _ = io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			c, _ := bankclient.New(srv.URL, srv.Client())
+			rec, err := c.Lookup(context.Background(), tx.ID)
+			got := "unknown"
+			switch {
+			case err == nil && rec.ID == tx.ID && rec.Status == payment.StatusApproved && rec.Amount == 5:
+				got = "record"
+			case errors.Is(err, bankclient.ErrNoSuchTransaction):
+				got = "none"
+			case err == nil:
+				t.Fatalf("record %+v", rec)
+			}
+			if got != tt.want {
+				t.Fatalf("got %s (%+v, %v), want %s", got, rec, err, tt.want)
 			}
 		})
 	}
@@ -175,12 +263,14 @@ func TestSubmitBatchClassifiesAnswers(t *testing.T) {
 		wholeErr               bool
 		permanent              bool
 		wantRetry              time.Duration
+		unmarked               bool
 	}{
 		{name: "mixed", status: 200, body: mixed},
 		{name: "unavailable", status: 503, body: `{"error":{"code":"unavailable","message":"x"}}`, retryAfter: "2",
 			wholeErr: true, wantRetry: 2 * time.Second},
 		{name: "no batch endpoint", status: 404, body: `{"error":{"code":"not_found","message":"no such route"}}`,
-			wholeErr: true, permanent: true},
+			wholeErr: true},
+		{name: "mixed, without the marks", status: 200, body: mixed, unmarked: true},
 		{name: "too few answers", status: 200, body: `{"results":[{"status":201,"body":` + result(tx.ID) + `}]}`,
 			wholeErr: true},
 		{name: "garbage", status: 200, body: `<html>`, wholeErr: true},
@@ -196,6 +286,13 @@ func TestSubmitBatchClassifiesAnswers(t *testing.T) {
 				}
 				if tt.retryAfter != "" {
 					w.Header().Set("Retry-After", tt.retryAfter)
+				}
+				if !tt.unmarked {
+					ct := "application/json"
+					if tt.status != 200 {
+						ct = payment.ProblemContentType
+					}
+					mark(w, ct)
 				}
 				w.WriteHeader(tt.status)
 				_, _ = io.WriteString(w, tt.body)
@@ -224,8 +321,9 @@ func TestSubmitBatchClassifiesAnswers(t *testing.T) {
 			}
 			for i, code := range map[int]string{1: payment.CodeIdempotencyConflict, 3: payment.CodeInvalidRequest} {
 				var e *bankclient.Error
-				if !errors.As(answers[i].Err, &e) || !e.Permanent() || e.Code != code {
-					t.Fatalf("item %d: %v, want a permanent %s", i, answers[i].Err, code)
+				if !errors.As(answers[i].Err, &e) || e.Permanent() == tt.unmarked || e.Code != code {
+					t.Fatalf("item %d: %v, want a %s, permanent unless unmarked (%v)", i, answers[i].Err, code,
+						tt.unmarked)
 				}
 			}
 		})

@@ -434,8 +434,15 @@ func testResentBatchesRaceAtTheBank(t *testing.T, cfg Config) {
 	for range 100 { // on three accounts: every batch shares accounts with the others
 		ids = append(ids, createPurchase(t, repo, store.AccountID(1+rand.IntN(3)), 1+rand.Int64N(1000)).ID)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// Slow answers until 100 transactions were resent (about 1.5 s on a quiet machine, longer on a busy one).
+	waitFor(t, 60*time.Second, "100 resent transactions", func() bool { return bank.Stats().Duplicates() >= 100 })
 	bank.SetFaults(banktest.Faults{})
+	// The drain gets a relay with a timeout a loaded machine meets: the 100 ms one made the race above, and
+	// on a busy runner it times out requests the Bank answers in 150 ms, for ever.
+	r.stop()
+	cfg.Timeout, cfg.Lease = 2*time.Second, 10*time.Second
+	r = startRelay(t, repo, bank.Client(t, cfg.Timeout, cfg.Concurrency), "relay-2", cfg)
+	repo.OnCreate(r.Wake)
 	waitDrained(t, repo, 60*time.Second)
 	checkExactlyOnce(t, repo, db, bank, ids)
 	checkMode(t, cfg, bank)
@@ -470,5 +477,67 @@ func TestBankWithoutBatchEndpoint(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(r.m.deliveries.WithLabelValues("rejected")); n != 0 {
 		t.Fatalf("%v purchases dead-lettered", n)
+	}
+}
+
+func TestForeignAnswersNeverEndAPurchase(t *testing.T) {
+	forEachMode(t, testForeignAnswersNeverEndAPurchase)
+}
+
+// testForeignAnswersNeverEndAPurchase: something between the Store and a real Bank answers in its place —
+// an AuthorizationPolicy's 403 "RBAC: access denied" before the Bank, a 404 with no body (no route), and a
+// 403 that replaces the Bank's answer after it applied the transaction. None of these is the Bank's word:
+// every purchase is retried until the Bank's own answer, none is dead-lettered, each is applied once, and
+// each foreign answer is counted.
+func testForeignAnswersNeverEndAPurchase(t *testing.T, cfg Config) {
+	repo, db, _ := newOutbox(t, "")
+	bank := banktest.Start(t, banktest.Options{})
+	bank.SetFaults(banktest.Faults{Deny: 0.15, NoRoute: 0.1, DenyAfter: 0.15})
+	cfg.MinBackoff, cfg.MaxBackoff = 5*time.Millisecond, 50*time.Millisecond
+	cfg.BreakerFailures, cfg.BreakerOpenTimeout = 5, 50*time.Millisecond
+	r := startRelay(t, repo, bank.Client(t, time.Second, cfg.Concurrency), "relay-1", cfg)
+	repo.OnCreate(r.Wake)
+	ids := createMany(t, repo, 100)
+	waitDrained(t, repo, 60*time.Second)
+	checkExactlyOnce(t, repo, db, bank, ids)
+	st := bank.Stats()
+	var foreign float64
+	for _, code := range []string{"403", "404"} {
+		foreign += testutil.ToFloat64(r.m.foreign.WithLabelValues(code))
+	}
+	if st.Foreign == 0 || foreign != float64(st.Foreign) {
+		t.Fatalf("%d answers given in the Bank's place, %v counted as foreign", st.Foreign, foreign)
+	}
+	if n := testutil.ToFloat64(r.m.deliveries.WithLabelValues("rejected")); n != 0 {
+		t.Fatalf("%v purchases dead-lettered on answers the Bank never gave", n)
+	}
+}
+
+// TestGarbledRequestsAreDeadLetteredOnTheBanksWord: a request garbled on its way gets the real Bank's own
+// 400 — its word, confirmed by its own 404 to the lookup: dead letter (the redrive sends it again). The
+// other purchases flow.
+func TestGarbledRequestsAreDeadLetteredOnTheBanksWord(t *testing.T) {
+	repo, _, _ := newOutbox(t, "")
+	bank := banktest.Start(t, banktest.Options{})
+	bank.SetFaults(banktest.Faults{Corrupt: 0.2})
+	cfg := fastConfig()
+	r := startRelay(t, repo, bank.Client(t, time.Second, cfg.Concurrency), "relay-1", cfg)
+	repo.OnCreate(r.Wake)
+	ids := createMany(t, repo, 60)
+	waitDrained(t, repo, 60*time.Second)
+	st := bank.Stats()
+	var rejected int64
+	for _, id := range ids {
+		p := getPurchase(t, repo, id)
+		_, atBank := bank.Record(t, id)
+		switch {
+		case p.Status == store.StatusRejected && p.ErrorCode == payment.CodeInvalidRequest && !atBank:
+			rejected++
+		case p.Status == store.StatusRejected, p.Status == store.StatusPending, !atBank:
+			t.Errorf("purchase %s: %s %q, at the Bank: %v", id, p.Status, p.ErrorCode, atBank)
+		}
+	}
+	if st.Corrupted == 0 || rejected != st.Corrupted {
+		t.Fatalf("%d requests garbled, %d purchases dead-lettered", st.Corrupted, rejected)
 	}
 }

@@ -9,6 +9,8 @@ type metrics struct {
 	transitions  *prometheus.CounterVec
 	latency      prometheus.Histogram
 	batchSize    prometheus.Histogram
+	foreign      *prometheus.CounterVec
+	refusals     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -40,8 +42,17 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Help:    "Purchases per batch request to the Bank (RELAY_MODE=batch).",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 		}),
+		foreign: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "store", Name: "relay_foreign_answers_total",
+			Help: "Answers to the relay without the Bank's marks (a sidecar, a proxy, a route in between), by HTTP status code; retried, never a dead letter.",
+		}, []string{"code"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "store", Name: "relay_bank_refusals_total",
+			Help: "The Bank's own 4xx answers that no purchase is at fault for (e.g. caller_not_allowed, not_found), by error code; retried.",
+		}, []string{"code"}),
 	}
-	reg.MustRegister(m.deliveries, m.attempts, m.breakerState, m.transitions, m.latency, m.batchSize)
+	reg.MustRegister(m.deliveries, m.attempts, m.breakerState, m.transitions, m.latency, m.batchSize, m.foreign,
+		m.refusals)
 	for _, o := range []string{"approved", "declined", "rejected", "retry"} {
 		m.deliveries.WithLabelValues(o) // export zeroes so rates exist from the start
 	}

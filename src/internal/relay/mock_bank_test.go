@@ -13,6 +13,7 @@ import (
 	context "context"
 	reflect "reflect"
 
+	uuid "github.com/google/uuid"
 	bankclient "github.com/txmesh/txmesh/src/internal/bankclient"
 	payment "github.com/txmesh/txmesh/src/internal/payment"
 	gomock "go.uber.org/mock/gomock"
@@ -40,6 +41,45 @@ func NewMockBank(ctrl *gomock.Controller) *MockBank {
 // EXPECT returns an object that allows the caller to indicate expected use.
 func (m *MockBank) EXPECT() *MockBankMockRecorder {
 	return m.recorder
+}
+
+// Lookup mocks base method.
+func (m *MockBank) Lookup(ctx context.Context, id uuid.UUID) (payment.Record, error) {
+	m.ctrl.T.Helper()
+	ret := m.ctrl.Call(m, "Lookup", ctx, id)
+	ret0, _ := ret[0].(payment.Record)
+	ret1, _ := ret[1].(error)
+	return ret0, ret1
+}
+
+// Lookup indicates an expected call of Lookup.
+func (mr *MockBankMockRecorder) Lookup(ctx, id any) *MockBankLookupCall {
+	mr.mock.ctrl.T.Helper()
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "Lookup", reflect.TypeOf((*MockBank)(nil).Lookup), ctx, id)
+	return &MockBankLookupCall{Call: call}
+}
+
+// MockBankLookupCall wrap *gomock.Call
+type MockBankLookupCall struct {
+	*gomock.Call
+}
+
+// Return rewrite *gomock.Call.Return
+func (c *MockBankLookupCall) Return(arg0 payment.Record, arg1 error) *MockBankLookupCall {
+	c.Call = c.Call.Return(arg0, arg1)
+	return c
+}
+
+// Do rewrite *gomock.Call.Do
+func (c *MockBankLookupCall) Do(f func(context.Context, uuid.UUID) (payment.Record, error)) *MockBankLookupCall {
+	c.Call = c.Call.Do(f)
+	return c
+}
+
+// DoAndReturn rewrite *gomock.Call.DoAndReturn
+func (c *MockBankLookupCall) DoAndReturn(f func(context.Context, uuid.UUID) (payment.Record, error)) *MockBankLookupCall {
+	c.Call = c.Call.DoAndReturn(f)
+	return c
 }
 
 // Submit mocks base method.

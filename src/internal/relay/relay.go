@@ -3,15 +3,22 @@
 // batch request (RELAY_MODE=batch, the default: a batch of one at low load, nothing waits for more), or one
 // request per purchase (RELAY_MODE=single) — and records the Bank's answer for each purchase.
 //
-// Failure policy, per purchase: the Bank's decision (approved, declined) completes it; a permanent rejection
-// (400, 409, 413, 415, any 4xx but 408/429) dead-letters it with the Bank's error code, never resent;
-// anything else (timeouts, connection errors, 5xx, 408, 429, an unreadable answer) is retried forever with
-// capped exponential backoff and jitter. A crash between sending and recording resends when the claim's lease
-// ends: the Bank's idempotency turns the resend into a replay of the stored result. In a batch the policy
-// applies to each item's answer; a batch that fails as a whole (a timeout, a 503) is retried item by item,
-// each with its own backoff; a batch the Bank refuses as a whole (a 4xx: a Bank without the batch endpoint)
-// is sent again one purchase per request, so each purchase gets its own answer, and the relay stays in
-// single mode for a minute.
+// Failure policy, per purchase: the Bank's decision (approved, declined) completes it. Only the Bank's own
+// rejection ends it otherwise: an answer carrying the Bank's marks (bankclient.Error.Marked) with a status
+// that no resend can change (400 invalid_request, 409 idempotency_conflict, 413, 415) — and even then the
+// relay first asks the Bank for the transaction (GET /v1/transactions/{id}): a record there is the Bank's
+// decision and is recorded as such (a 4xx made on the way back, after the Bank applied it); only the Bank's
+// own "no such transaction" dead-letters the purchase with the error code, never resent until redriven.
+// Anything else is retried forever with capped exponential backoff and jitter: timeouts, connection errors,
+// 5xx, an unreadable answer, every answer without the Bank's marks (an Envoy 403 "RBAC: access denied", a
+// 404 with no route: counted in store_relay_foreign_answers_total{code}) and the Bank's own refusals that a
+// fix of the path or the configuration ends (403 caller_not_allowed, 404 no route: counted in
+// store_relay_bank_refusals_total{code}). A crash between sending and recording resends when the claim's
+// lease ends: the Bank's idempotency turns the resend into a replay of the stored result. In a batch the
+// policy applies to each item's answer; a batch that fails as a whole (a timeout, a 503) is retried item by
+// item, each with its own backoff; a batch refused as a whole (a 404 or 405: no batch endpoint or route;
+// the Bank's 400, 413, 415 for the envelope) gives its claims back at once, and the relay claims and sends
+// one purchase per request for a minute, so each purchase gets its own answer under its own lease.
 package relay
 
 import (
@@ -20,6 +27,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +49,7 @@ import (
 type Bank interface {
 	Submit(ctx context.Context, tx payment.Transaction) (payment.Result, error)
 	SubmitBatch(ctx context.Context, txs []payment.Transaction) ([]bankclient.Answer, error)
+	Lookup(ctx context.Context, id uuid.UUID) (payment.Record, error)
 }
 
 // Outbox is the storage the relay works on (*store.Repository).
@@ -156,8 +166,9 @@ func New(outbox Outbox, bank Bank, owner string, cfg Config, reg prometheus.Regi
 		MaxRequests: 1, // one probe when half-open
 		Timeout:     cfg.BreakerOpenTimeout,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.BreakerFailures },
-		// A rejection is an answer: the Bank works.
-		IsSuccessful:  func(err error) bool { return err == nil || bankclient.IsPermanent(err) },
+		// The Bank's own 4xx is an answer: the Bank works. A 5xx, or anything without its marks, is a failure
+		// of the Bank or of the path to it.
+		IsSuccessful:  answered,
 		OnStateChange: r.breakerChanged,
 	})
 	r.m.breakerState.Set(0)
@@ -330,6 +341,12 @@ func (r *Relay) nextDue(ctx context.Context) (time.Duration, bool, error) {
 	return r.outbox.NextDue(cctx)
 }
 
+// answered reports whether a send reached the Bank and the Bank answered it (a result or its own 4xx).
+func answered(err error) bool {
+	var e *bankclient.Error
+	return err == nil || errors.As(err, &e) && e.Marked && e.StatusCode < 500 || negativeControl && legacyPermanent(err)
+}
+
 // errBadResult is a 200/201 whose decision makes no sense: treated like a server error.
 var errBadResult = errors.New("bank answered with an invalid result")
 
@@ -347,6 +364,7 @@ func (r *Relay) submit(ctx context.Context, tx payment.Transaction) (payment.Res
 	res, err := r.bank.Submit(ctx, tx)
 	r.m.latency.Observe(time.Since(start).Seconds())
 	if err != nil {
+		r.observe(err)
 		return res, err
 	}
 	return res, checkResult(tx, res)
@@ -361,6 +379,7 @@ func (r *Relay) submitBatch(ctx context.Context, txs []payment.Transaction) ([]b
 	r.m.latency.Observe(time.Since(start).Seconds())
 	r.m.batchSize.Observe(float64(len(txs)))
 	if err != nil {
+		r.observe(err)
 		return nil, err
 	}
 	if len(answers) != len(txs) {
@@ -369,6 +388,8 @@ func (r *Relay) submitBatch(ctx context.Context, txs []payment.Transaction) ([]b
 	for i := range answers {
 		if answers[i].Err == nil {
 			answers[i].Err = checkResult(txs[i], answers[i].Result)
+		} else {
+			r.observe(answers[i].Err)
 		}
 	}
 	return answers, nil
@@ -384,6 +405,37 @@ func checkResult(tx payment.Transaction, res payment.Result) error {
 		return fmt.Errorf("%w: %+v", errBadResult, res)
 	}
 	return nil
+}
+
+// observe counts an answer that is neither a result nor a rejection the Bank stands by: one without the Bank's
+// marks (foreign), or the Bank's own refusal that a fix of the path or configuration ends.
+func (r *Relay) observe(err error) {
+	var e *bankclient.Error
+	switch {
+	case !errors.As(err, &e):
+	case e.Foreign():
+		r.m.foreign.WithLabelValues(strconv.Itoa(e.StatusCode)).Inc()
+	case e.StatusCode >= 400 && e.StatusCode < 500 && !e.Permanent():
+		r.m.refusals.WithLabelValues(e.Code).Inc()
+	}
+}
+
+// refusesBatch reports whether err refuses a batch request as a whole, not its purchases: the Bank's own
+// 400, 413 or 415 for the envelope, or a 404 or 405 — marked (a Bank without the endpoint) or not (a Bank
+// from before the marks, or a route in between that knows only the single path). Each purchase then goes
+// again on its own: that ends none of them, and each gets its own answer.
+func refusesBatch(err error) bool {
+	var e *bankclient.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.StatusCode {
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		return true
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
+		return e.Marked
+	}
+	return false
 }
 
 // outcome is what the failure policy makes of one send.
@@ -403,7 +455,7 @@ func classify(err error) outcome {
 		return outcomeDone
 	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
 		return outcomeNotSent
-	case bankclient.IsPermanent(err):
+	case bankclient.IsPermanent(err), negativeControl && legacyPermanent(err):
 		return outcomeRejected
 	default:
 		return outcomeRetry
@@ -435,7 +487,7 @@ func (r *Relay) deliver(ctx context.Context, c store.Claim, sent func()) {
 			return r.outbox.Complete(ctx, c.Tx.ID, a.one)
 		})
 	case outcomeRejected:
-		r.reject(ctx, log, c, err)
+		r.confirmRejection(ctx, log, c, err)
 	case outcomeRetry:
 		r.retry(ctx, log, c, err)
 	case outcomeNotSent:
@@ -455,6 +507,18 @@ func (r *Relay) deliverBatch(ctx context.Context, claims []store.Claim, sent fun
 		answers, err := r.submitBatch(ctx, txs)
 		return answer{batch: answers}, err
 	})
+	if refusesBatch(err) {
+		// The claims go back at once: sending n purchases one after the other here could outlast their lease,
+		// and another relay would send them too. Single mode claims each anew.
+		r.singleUntil.Store(time.Now().Add(singleAfterRefusal).UnixNano())
+		sent()
+		r.log.Warn("the Bank refused a batch request: its purchases go again one by one, and the relay sends "+
+			"single requests for a while", "err", err, "purchases", len(claims), "for", singleAfterRefusal)
+		for _, c := range claims {
+			r.release(ctx, r.log.With("purchase_id", c.Tx.ID), c)
+		}
+		return
+	}
 	switch classify(err) {
 	case outcomeDone:
 		sent()
@@ -466,7 +530,7 @@ func (r *Relay) deliverBatch(ctx context.Context, claims []store.Claim, sent fun
 				r.decided(log, c, item.Result)
 				decisions = append(decisions, store.Decision{ID: c.Tx.ID, Result: item.Result})
 			case outcomeRejected:
-				r.reject(ctx, log, c, item.Err)
+				r.confirmRejection(ctx, log, c, item.Err)
 			default: // a 5xx or an unreadable result for this item alone
 				r.retry(ctx, log, c, item.Err)
 			}
@@ -477,17 +541,7 @@ func (r *Relay) deliverBatch(ctx context.Context, claims []store.Claim, sent fun
 					return r.outbox.CompleteBatch(ctx, decisions)
 				})
 		}
-	case outcomeRejected:
-		// The Bank refused the request itself (a Bank without the batch endpoint answers 404): not the
-		// purchases' fault. Each is sent on its own, so each gets its own answer, within this slot.
-		r.singleUntil.Store(time.Now().Add(singleAfterRefusal).UnixNano())
-		r.log.Warn("the Bank refused a batch request: sending its purchases one by one, and in single mode for "+
-			"a while", "err", err, "purchases", len(claims), "for", singleAfterRefusal)
-		for _, c := range claims {
-			r.deliver(ctx, c, func() {})
-		}
-		sent()
-	case outcomeRetry:
+	case outcomeRetry, outcomeRejected: // a batch as a whole is never the purchases' rejection (refusesBatch)
 		sent()
 		for _, c := range claims {
 			r.retry(ctx, r.log.With("purchase_id", c.Tx.ID, "attempt", c.Attempts+1), c, err)
@@ -505,6 +559,42 @@ func (r *Relay) decided(log *slog.Logger, c store.Claim, res payment.Result) {
 	r.m.deliveries.WithLabelValues(string(res.Status)).Inc()
 	r.m.attempts.Observe(float64(c.Attempts + 1))
 	log.Debug("delivered", "status", res.Status, "reason", res.Reason)
+}
+
+// confirmRejection asks the Bank whether it holds the transaction it just rejected (err, a permanent
+// *bankclient.Error), before anything ends the purchase: a record of the same transaction is the Bank's
+// decision (the rejection was made after it applied it, on the way back), and is recorded as one; the Bank's
+// own "no such transaction" — or a record with other fields, for a 409 — confirms the rejection: dead
+// letter. Without an answer from the Bank the purchase is retried: the rejection is not confirmed.
+func (r *Relay) confirmRejection(ctx context.Context, log *slog.Logger, c store.Claim, err error) {
+	if negativeControl {
+		r.reject(ctx, log, c, err)
+		return
+	}
+	lctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	rec, lerr := r.bank.Lookup(lctx, c.Tx.ID)
+	cancel()
+	switch {
+	case lerr == nil && sameTransaction(rec.Transaction, c.Tx) && checkResult(c.Tx, rec.Result()) == nil:
+		log.Warn("the Bank rejected a purchase it had applied: its recorded decision stands", "rejection", err,
+			"status", rec.Status)
+		r.decided(log, c, rec.Result())
+		r.record(ctx, log, "record the Bank's decision", func(ctx context.Context) error {
+			return r.outbox.Complete(ctx, c.Tx.ID, rec.Result())
+		})
+	case lerr == nil, errors.Is(lerr, bankclient.ErrNoSuchTransaction):
+		r.reject(ctx, log, c, err)
+	default:
+		r.observe(lerr)
+		r.retry(ctx, log, c, fmt.Errorf("%w; not confirmed by a lookup: %w", err, lerr))
+	}
+}
+
+// sameTransaction reports whether the Bank's record is the purchase's transaction (the fields the Bank
+// compares for idempotency).
+func sameTransaction(a, b payment.Transaction) bool {
+	return a.ID == b.ID && a.StoreID == b.StoreID && a.AccountID == b.AccountID && a.Amount == b.Amount &&
+		a.Currency == b.Currency
 }
 
 // reject dead-letters a purchase the Bank refused (err is a permanent *bankclient.Error).

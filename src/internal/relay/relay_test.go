@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -174,8 +175,17 @@ func TestBackoffCapAndJitter(t *testing.T) {
 	}
 }
 
+// marked is the Bank's own error answer; foreign one from something in between (no marks).
+func marked(status int, code, msg string) *bankclient.Error {
+	return &bankclient.Error{StatusCode: status, Code: code, Message: msg, Marked: true}
+}
+
+func foreign(status int, body string) *bankclient.Error {
+	return &bankclient.Error{StatusCode: status, Code: "http_" + strconv.Itoa(status), Message: body}
+}
+
 func TestClassify(t *testing.T) {
-	bankErr := func(code int) error { return fmt.Errorf("post: %w", &bankclient.Error{StatusCode: code, Code: "x"}) }
+	wrap := func(e *bankclient.Error) error { return fmt.Errorf("post: %w", e) }
 	timeout := &url.Error{Op: "Post", URL: "https://bank", Err: context.DeadlineExceeded}
 	tests := []struct {
 		name string
@@ -183,17 +193,25 @@ func TestClassify(t *testing.T) {
 		want outcome
 	}{
 		{"decision", nil, outcomeDone},
-		{"400 invalid request", bankErr(400), outcomeRejected},
-		{"409 idempotency conflict", bankErr(409), outcomeRejected},
-		{"413 too large", bankErr(413), outcomeRejected},
-		{"415 media type", bankErr(415), outcomeRejected},
-		{"404 no route", bankErr(404), outcomeRejected},
-		{"408 request timeout", bankErr(408), outcomeRetry},
-		{"429 too many requests", bankErr(429), outcomeRetry},
-		{"500", bankErr(500), outcomeRetry},
-		{"502", bankErr(502), outcomeRetry},
-		{"503", bankErr(503), outcomeRetry},
-		{"504", bankErr(504), outcomeRetry},
+		{"the Bank's 400 invalid request", wrap(marked(400, payment.CodeInvalidRequest, "bad")), outcomeRejected},
+		{"the Bank's 409 idempotency conflict", wrap(marked(409, payment.CodeIdempotencyConflict, "")), outcomeRejected},
+		{"the Bank's 413 too large", wrap(marked(413, payment.CodePayloadTooLarge, "")), outcomeRejected},
+		{"the Bank's 415 media type", wrap(marked(415, payment.CodeUnsupportedMediaType, "")), outcomeRejected},
+		{"the Bank's 400 with another code", wrap(marked(400, "overloaded", "")), outcomeRetry},
+		{"the Bank's 403 caller not allowed", wrap(marked(403, "caller_not_allowed", "")), outcomeRetry},
+		{"the Bank's 404 no route", wrap(marked(404, payment.CodeNotFound, "no such route")), outcomeRetry},
+		{"the Bank's 405", wrap(marked(405, payment.CodeMethodNotAllowed, "")), outcomeRetry},
+		{"the Bank's 503", wrap(marked(503, payment.CodeUnavailable, "")), outcomeRetry},
+		{"Envoy's 403 RBAC: access denied", wrap(foreign(403, "RBAC: access denied")), outcomeRetry},
+		{"a 404 with an empty body", wrap(foreign(404, "")), outcomeRetry},
+		{"an unmarked 400 with the Bank's body", wrap(&bankclient.Error{StatusCode: 400,
+			Code: payment.CodeInvalidRequest}), outcomeRetry},
+		{"an unmarked 409", wrap(foreign(409, "")), outcomeRetry},
+		{"408 request timeout", wrap(foreign(408, "")), outcomeRetry},
+		{"429 too many requests", wrap(foreign(429, "")), outcomeRetry},
+		{"500", wrap(foreign(500, "")), outcomeRetry},
+		{"502", wrap(foreign(502, "")), outcomeRetry},
+		{"504", wrap(foreign(504, "upstream request timeout")), outcomeRetry},
 		{"timeout", timeout, outcomeRetry},
 		{"connection refused", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, outcomeRetry},
 		{"connection reset", fmt.Errorf("post: %w", io.ErrUnexpectedEOF), outcomeRetry},
@@ -208,33 +226,63 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// rejection is a mocked Bank's rejection of a send and its answer to the relay's lookup of the id that
+// follows: a payment.Status (the Bank has a record of the same transaction, with that decision) or an error
+// (bankclient.ErrNoSuchTransaction, or a failed lookup).
+type rejection struct {
+	err    error
+	lookup any
+}
+
 func TestFailurePolicyWithMockedBank(t *testing.T) {
-	unavailable := &bankclient.Error{StatusCode: 503, Code: payment.CodeUnavailable, Message: "db down"}
-	conflict := &bankclient.Error{StatusCode: 409, Code: payment.CodeIdempotencyConflict, Message: "different fields"}
+	unavailable := marked(503, payment.CodeUnavailable, "db down")
+	conflict := marked(409, payment.CodeIdempotencyConflict, "different fields")
+	invalid := marked(400, payment.CodeInvalidRequest, "bad")
+	gone := bankclient.ErrNoSuchTransaction
 	reset := fmt.Errorf("post transaction: %w", io.ErrUnexpectedEOF)
 	tests := []struct {
 		name       string
-		answers    []any // payment.Status to decide (approved or declined), or an error
+		answers    []any // payment.Status to decide (approved or declined), an error, or a rejection
 		wantStatus store.Status
 		wantCode   string
 		wantError  string // last_error
+		foreign    map[string]float64
+		refusals   map[string]float64
 	}{
-		{"approved", []any{payment.StatusApproved}, store.StatusApproved, "", ""},
-		{"declined", []any{payment.StatusDeclined}, store.StatusDeclined, "", ""},
-		{"409 dead-lettered", []any{conflict}, store.StatusRejected, payment.CodeIdempotencyConflict,
-			"different fields"},
-		{"400 dead-lettered", []any{&bankclient.Error{StatusCode: 400, Code: payment.CodeInvalidRequest,
-			Message: "bad"}}, store.StatusRejected, payment.CodeInvalidRequest, "bad"},
-		{"503 then approved", []any{unavailable, payment.StatusApproved}, store.StatusApproved, "",
-			"bank answered 503"},
-		{"429 then 500 then declined", []any{&bankclient.Error{StatusCode: 429, Code: "http_429"},
-			&bankclient.Error{StatusCode: 500, Code: "internal"}, payment.StatusDeclined}, store.StatusDeclined, "",
-			"bank answered 500"},
-		{"reset then approved", []any{reset, payment.StatusApproved}, store.StatusApproved, "", "unexpected EOF"},
-		{"timeout then approved", []any{context.DeadlineExceeded, payment.StatusApproved}, store.StatusApproved, "",
-			"deadline exceeded"},
-		{"nonsense result then approved", []any{payment.Status("maybe"), payment.StatusApproved},
-			store.StatusApproved, "", "invalid result"},
+		{name: "approved", answers: []any{payment.StatusApproved}, wantStatus: store.StatusApproved},
+		{name: "declined", answers: []any{payment.StatusDeclined}, wantStatus: store.StatusDeclined},
+		{name: "the Bank's 409, confirmed by its 404: dead-lettered", answers: []any{rejection{conflict, gone}},
+			wantStatus: store.StatusRejected, wantCode: payment.CodeIdempotencyConflict, wantError: "different fields"},
+		{name: "the Bank's 400, confirmed by its 404: dead-lettered", answers: []any{rejection{invalid, gone}},
+			wantStatus: store.StatusRejected, wantCode: payment.CodeInvalidRequest, wantError: "bad"},
+		{name: "a 400 for a transaction the Bank applied: its decision recorded",
+			answers: []any{rejection{invalid, payment.StatusApproved}}, wantStatus: store.StatusApproved},
+		{name: "a 400 the lookup cannot confirm: retried",
+			answers:    []any{rejection{invalid, fmt.Errorf("look up: %w", foreign(503, "no healthy upstream"))}, payment.StatusDeclined},
+			wantStatus: store.StatusDeclined, wantError: "not confirmed by a lookup",
+			foreign: map[string]float64{"503": 1}},
+		{name: "Envoy's 403 RBAC: access denied: retried, never a dead letter",
+			answers:    []any{foreign(403, "RBAC: access denied"), foreign(403, "RBAC: access denied"), payment.StatusApproved},
+			wantStatus: store.StatusApproved, wantError: "RBAC: access denied", foreign: map[string]float64{"403": 2}},
+		{name: "a 404 without a body: retried", answers: []any{foreign(404, ""), payment.StatusApproved},
+			wantStatus: store.StatusApproved, wantError: "answered 404", foreign: map[string]float64{"404": 1}},
+		{name: "an unmarked 400 in the Bank's words: retried", answers: []any{&bankclient.Error{StatusCode: 400,
+			Code: payment.CodeInvalidRequest, Message: "bad"}, payment.StatusApproved},
+			wantStatus: store.StatusApproved, wantError: "bad", foreign: map[string]float64{"400": 1}},
+		{name: "the Bank refuses the caller: retried", answers: []any{marked(403, "caller_not_allowed", "who?"),
+			payment.StatusApproved}, wantStatus: store.StatusApproved, wantError: "who?",
+			refusals: map[string]float64{"caller_not_allowed": 1}},
+		{name: "503 then approved", answers: []any{unavailable, payment.StatusApproved},
+			wantStatus: store.StatusApproved, wantError: "bank answered 503"},
+		{name: "429 then 500 then declined", answers: []any{foreign(429, ""), marked(500, "internal", ""),
+			payment.StatusDeclined}, wantStatus: store.StatusDeclined, wantError: "bank answered 500",
+			foreign: map[string]float64{"429": 1}},
+		{name: "reset then approved", answers: []any{reset, payment.StatusApproved}, wantStatus: store.StatusApproved,
+			wantError: "unexpected EOF"},
+		{name: "timeout then approved", answers: []any{context.DeadlineExceeded, payment.StatusApproved},
+			wantStatus: store.StatusApproved, wantError: "deadline exceeded"},
+		{name: "nonsense result then approved", answers: []any{payment.Status("maybe"), payment.StatusApproved},
+			wantStatus: store.StatusApproved, wantError: "invalid result"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,6 +301,18 @@ func TestFailurePolicyWithMockedBank(t *testing.T) {
 					call.Return(res, nil)
 				case error:
 					call.Return(payment.Result{}, a)
+				case rejection:
+					call.Return(payment.Result{}, a.err)
+					lookup := bank.EXPECT().Lookup(gomock.Any(), p.ID)
+					switch l := a.lookup.(type) {
+					case payment.Status:
+						lookup.Return(payment.Record{Transaction: p.Transaction(), Status: l,
+							ProcessedAt: time.Now().UTC()}, nil)
+					case error:
+						lookup.Return(payment.Record{}, l)
+					}
+					calls = append(calls, call.Call, lookup.Call)
+					continue
 				}
 				calls = append(calls, call.Call)
 			}
@@ -277,7 +337,22 @@ func TestFailurePolicyWithMockedBank(t *testing.T) {
 				t.Fatalf("deliveries: retry=%v %s=%v", retries, tt.wantStatus,
 					testutil.ToFloat64(r.m.deliveries.WithLabelValues(string(tt.wantStatus))))
 			}
+			wantCounts(t, "store_relay_foreign_answers_total", r.m.foreign, tt.foreign)
+			wantCounts(t, "store_relay_bank_refusals_total", r.m.refusals, tt.refusals)
 		})
+	}
+}
+
+// wantCounts fails unless the counter vector holds exactly want (label value → count).
+func wantCounts(t *testing.T, name string, v *prometheus.CounterVec, want map[string]float64) {
+	t.Helper()
+	if got := testutil.CollectAndCount(v); got != len(want) {
+		t.Errorf("%s: %d series, want %v", name, got, want)
+	}
+	for label, n := range want {
+		if got := testutil.ToFloat64(v.WithLabelValues(label)); got != n {
+			t.Errorf("%s{%s} = %v, want %v", name, label, got, n)
+		}
 	}
 }
 
@@ -288,7 +363,8 @@ func TestRejectionsDoNotOpenTheBreaker(t *testing.T) {
 	}
 	bank := NewMockBank(gomock.NewController(t))
 	bank.EXPECT().Submit(gomock.Any(), gomock.Any()).Times(10).
-		Return(payment.Result{}, &bankclient.Error{StatusCode: 409, Code: payment.CodeIdempotencyConflict})
+		Return(payment.Result{}, marked(409, payment.CodeIdempotencyConflict, ""))
+	bank.EXPECT().Lookup(gomock.Any(), gomock.Any()).Times(10).Return(payment.Record{}, bankclient.ErrNoSuchTransaction)
 	cfg := fastConfig()
 	cfg.BreakerFailures = 2
 	r := startRelay(t, repo, bank, "relay-1", cfg)
@@ -298,6 +374,31 @@ func TestRejectionsDoNotOpenTheBreaker(t *testing.T) {
 	})
 	if s := r.BreakerState(); s != "closed" {
 		t.Fatalf("breaker %s after rejections, want closed", s)
+	}
+}
+
+// TestForeignAnswersOpenTheBreaker: answers without the Bank's marks (a sidecar's 403 for every request,
+// as an AuthorizationPolicy mistake gives) are failures of the path to the Bank: they open the breaker,
+// are counted, and end no purchase.
+func TestForeignAnswersOpenTheBreaker(t *testing.T) {
+	repo, _, _ := newOutbox(t, "")
+	for range 3 {
+		createPurchase(t, repo, "ACC-000001", 1)
+	}
+	bank := NewMockBank(gomock.NewController(t))
+	bank.EXPECT().Submit(gomock.Any(), gomock.Any()).MinTimes(2).
+		Return(payment.Result{}, foreign(403, "RBAC: access denied"))
+	cfg := fastConfig()
+	cfg.Concurrency, cfg.BreakerFailures, cfg.BreakerOpenTimeout = 1, 2, time.Minute
+	r := startRelay(t, repo, bank, "relay-1", cfg)
+	waitFor(t, 10*time.Second, "the breaker to open", func() bool { return r.BreakerState() == "open" })
+	r.stop()
+	n, err := repo.CountByStatus(context.Background())
+	if err != nil || n[store.StatusPending] != 3 {
+		t.Fatalf("purchases by status %v (%v), want 3 pending", n, err)
+	}
+	if got := testutil.ToFloat64(r.m.foreign.WithLabelValues("403")); got != 2 {
+		t.Errorf("store_relay_foreign_answers_total{403} = %v, want 2", got)
 	}
 }
 

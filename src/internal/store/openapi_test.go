@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/txmesh/txmesh/src/internal/pgtest"
 	"github.com/txmesh/txmesh/src/internal/web"
 	"github.com/txmesh/txmesh/src/internal/webtest"
+	"github.com/txmesh/txmesh/src/localenv/pglocal"
 )
 
 // TestServerMatchesOpenAPI sends requests of every documented outcome to a Store on a real database (and to
@@ -76,7 +79,38 @@ func TestServerMatchesOpenAPI(t *testing.T) {
 			t.Fatal("a replay without Idempotent-Replayed: true")
 		}
 	}
-	r, b, full := real.URL, broken.URL, webtest.Saturated(t, "store") // full: at HTTP_MAX_IN_FLIGHT
+	// full: at HTTP_MAX_IN_FLIGHT, behind PurchaseIDs as cmd/store serves it.
+	saturated, err := url.Parse(webtest.Saturated(t, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fullSrv := httptest.NewServer(PurchaseIDs(httputil.NewSingleHostReverseProxy(saturated)))
+	defer fullSrv.Close()
+	// isolated: store-db's synchronous standby gone, requests bounded to 2 s: 504 outcome_unknown.
+	pgIsolated, err := pglocal.Start(ctx, pglocal.Options{})
+	if err != nil {
+		t.Fatalf("start PostgreSQL: %v", err)
+	}
+	t.Cleanup(func() { _ = pgIsolated.Close() })
+	if err := pgIsolated.CreateDatabase(ctx, "store"); err != nil {
+		t.Fatal(err)
+	}
+	isolatedDB := openDB(t, pgIsolated.DSN("store"))
+	if err := pgIsolated.IsolateFromStandby(ctx); err != nil {
+		t.Fatal(err)
+	}
+	isolated := httptest.NewServer(web.Bounded(PurchaseIDs(NewServer(NewRepository(isolatedDB, "store-test"),
+		NewMetrics(prometheus.NewRegistry()), func() string { return "closed" },
+		web.NewHealth(func(context.Context) error { return nil }), prometheus.NewRegistry(),
+		slog.New(slog.DiscardHandler))), web.ServerConfig{RequestTimeout: 2 * time.Second}))
+	defer isolated.Close()
+	unconfirmed := func(t *testing.T, resp *http.Response, body []byte) {
+		location(t, resp, body)
+		if resp.Header.Get("Location") != "/v1/purchases/"+resp.Header.Get(PurchaseIDHeader) {
+			t.Fatalf("Location %q, Purchase-Id %q", resp.Header.Get("Location"), resp.Header.Get(PurchaseIDHeader))
+		}
+	}
+	r, b, full := real.URL, broken.URL, fullSrv.URL
 	json := "application/json"
 	apitest.Conform(t, OpenAPI, []apitest.Case{
 		{Name: "create", Base: r, Method: "POST", Path: "/v1/purchases", ContentType: json, Body: validPurchase, Want: 202, ValidRequest: true, Check: location},
@@ -88,6 +122,7 @@ func TestServerMatchesOpenAPI(t *testing.T) {
 		{Name: "too large", Base: r, Method: "POST", Path: "/v1/purchases", ContentType: json, Body: strings.Repeat(" ", 20000) + validPurchase, Want: 413},
 		{Name: "media type", Base: r, Method: "POST", Path: "/v1/purchases", ContentType: "text/plain", Body: validPurchase, Want: 415},
 		{Name: "unavailable", Base: b, Method: "POST", Path: "/v1/purchases", ContentType: json, Body: validPurchase, Want: 503, ValidRequest: true},
+		{Name: "unconfirmed", Base: isolated.URL, Method: "POST", Path: "/v1/purchases", ContentType: json, Body: validPurchase, Want: 504, ValidRequest: true, Check: unconfirmed},
 		{Name: "overloaded", Base: full, Method: "POST", Path: "/v1/purchases", ContentType: json, Body: validPurchase, Want: 503, ValidRequest: true},
 		{Name: "get overloaded", Base: full, Method: "GET", Path: "/v1/purchases/" + approved, Want: 503, ValidRequest: true},
 		{Name: "outbox overloaded", Base: full, Method: "GET", Path: "/v1/outbox", Want: 503, ValidRequest: true},

@@ -1,12 +1,14 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/txmesh/txmesh/src/internal/payment"
@@ -19,6 +21,7 @@ type Metrics struct {
 	created   *prometheus.CounterVec
 	backlog   prometheus.Gauge
 	oldestAge prometheus.Gauge
+	dead      prometheus.Gauge
 }
 
 // NewMetrics registers the Store's metrics on reg.
@@ -34,10 +37,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		oldestAge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "store", Name: "outbox_oldest_pending_age_seconds",
-			Help: "Age of the oldest purchase in the outbox (0 when empty).",
+			Help: "Age of the oldest purchase in the outbox (0 when empty), by the database's clock.",
+		}),
+		dead: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "store", Name: "dead_letters",
+			Help: "Purchases the Bank rejected (status rejected), until redriven with `store redrive` (all replicas).",
 		}),
 	}
-	reg.MustRegister(m.created, m.backlog, m.oldestAge)
+	reg.MustRegister(m.created, m.backlog, m.oldestAge, m.dead)
 	for _, s := range []Source{SourceAPI, SourceGenerator} {
 		m.created.WithLabelValues(string(s)) // export zeroes so rates exist from the start
 	}
@@ -48,6 +55,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) SetBacklog(b Backlog) {
 	m.backlog.Set(float64(b.Size))
 	m.oldestAge.Set(b.OldestAge.Seconds())
+	m.dead.Set(float64(b.DeadLetters))
 }
 
 // Server holds the Store API's dependencies.
@@ -97,8 +105,48 @@ func decodePurchase(r io.Reader) (NewPurchase, error) {
 	return in, fields.Err()
 }
 
-// postPurchase handles POST /v1/purchases: 202 once the purchase and its outbox row are committed.
+// PurchaseIDHeader names the purchase a POST /v1/purchases answer is about, on every answer: the purchase
+// created or replayed (202), the one whose outcome is unknown (504), or the id the request was given and
+// under which nothing exists nor ever will (4xx, 503).
+const PurchaseIDHeader = "Purchase-Id"
+
+type purchaseIDKey struct{}
+
+// PurchaseIDs gives each POST /v1/purchases a new purchase id before h (and anything h wraps, such as the
+// in-flight bound) answers it: in the Purchase-Id header of every answer, and to the handler, which creates
+// the purchase under it.
+func PurchaseIDs(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/purchases" {
+			if id, err := NewID(); err == nil {
+				w.Header().Set(PurchaseIDHeader, id.String())
+				r = r.WithContext(context.WithValue(r.Context(), purchaseIDKey{}, id))
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// purchaseID is the request's purchase id (PurchaseIDs), or a new one, in the Purchase-Id header.
+func purchaseID(c *gin.Context) (uuid.UUID, error) {
+	if id, ok := c.Request.Context().Value(purchaseIDKey{}).(uuid.UUID); ok {
+		return id, nil
+	}
+	id, err := NewID()
+	if err == nil {
+		c.Header(PurchaseIDHeader, id.String())
+	}
+	return id, err
+}
+
+// postPurchase handles POST /v1/purchases: 202 once the purchase and its outbox row are committed and
+// durable; 504 when that cannot be known in time (see fail).
 func (s *Server) postPurchase(c *gin.Context) {
+	id, err := purchaseID(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	if !web.RequireJSON(c) {
 		return
 	}
@@ -119,7 +167,7 @@ func (s *Server) postPurchase(c *gin.Context) {
 		}
 		return
 	}
-	in.IdempotencyKey = key
+	in.IdempotencyKey, in.ID = key, id
 	p, created, err := s.repo.Create(c.Request.Context(), in)
 	if err != nil {
 		if !web.BadInput(c, err) {
@@ -132,6 +180,7 @@ func (s *Server) postPurchase(c *gin.Context) {
 	} else {
 		c.Header("Idempotent-Replayed", "true")
 	}
+	c.Header(PurchaseIDHeader, p.ID.String())
 	c.Header("Location", "/v1/purchases/"+p.ID.String())
 	c.JSON(http.StatusAccepted, p)
 }
@@ -185,9 +234,25 @@ func (s *Server) getOutbox(c *gin.Context) {
 	c.JSON(http.StatusOK, st)
 }
 
-// fail maps every Repository error to HTTP, in one place.
+// fail maps every Repository error to HTTP, in one place. A purchase that is or may be committed without
+// being confirmed durable is a 504 naming it (Purchase-Id, Location): never a 503, which says that nothing
+// was written.
 func (s *Server) fail(c *gin.Context, err error) {
+	var u *UnconfirmedError
 	switch {
+	case errors.As(err, &u):
+		id := u.ID.String()
+		s.log.Warn("purchase unconfirmed", "id", id, "committed", u.Committed, "err", err)
+		c.Header(PurchaseIDHeader, id)
+		c.Header("Location", "/v1/purchases/"+id)
+		c.Header("Retry-After", "1")
+		msg := "the outcome of purchase " + id + " is not known yet: retry with the same Idempotency-Key " +
+			"(safe), or read its Location later (a 404 can still turn into 200 for a while)"
+		if u.Committed {
+			msg = "purchase " + id + " is stored but not yet confirmed durable: retry with the same " +
+				"Idempotency-Key, or read its Location later"
+		}
+		web.Abort(c, http.StatusGatewayTimeout, payment.CodeOutcomeUnknown, msg, nil)
 	case errors.Is(err, ErrConflict):
 		web.Abort(c, http.StatusConflict, payment.CodeIdempotencyConflict,
 			"this Idempotency-Key was used for a different purchase", nil)

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -80,7 +81,8 @@ func TestPostPurchaseAccepted(t *testing.T) {
 		t.Fatal(err)
 	}
 	if p.Status != StatusPending || p.AccountID != "ACC-000001" || p.Amount != 1250 || p.Currency != "EUR" ||
-		rec.Header().Get("Location") != "/v1/purchases/"+p.ID.String() {
+		rec.Header().Get("Location") != "/v1/purchases/"+p.ID.String() ||
+		rec.Header().Get(PurchaseIDHeader) != p.ID.String() {
 		t.Fatalf("answer %+v, Location %q", p, rec.Header().Get("Location"))
 	}
 	get := a.do("GET", "/v1/purchases/"+p.ID.String(), "", "")
@@ -157,6 +159,9 @@ func TestPostPurchaseBadInputWritesNothing(t *testing.T) {
 			rec := a.do("POST", "/v1/purchases", tt.contentType, tt.body, tt.header...)
 			if rec.Code != tt.status {
 				t.Fatalf("status %d, want %d (%s)", rec.Code, tt.status, rec.Body)
+			}
+			if rec.Header().Get(PurchaseIDHeader) == "" {
+				t.Fatal("an answer to POST /v1/purchases without Purchase-Id")
 			}
 			e := apiError(t, rec)
 			if e.Code != tt.code {
@@ -268,6 +273,13 @@ func TestDatabaseDownIs503(t *testing.T) {
 		t.Fatalf("with the database up: %d %s", rec.Code, rec.Body)
 	}
 	proxy.Down()
+	a.repo.SetRideThrough(500 * time.Millisecond)
+	down := a.do("POST", "/v1/purchases", "application/json", validPurchase)
+	id := down.Header().Get(PurchaseIDHeader)
+	if down.Code != http.StatusServiceUnavailable || id == "" || down.Header().Get("Location") != "" {
+		t.Fatalf("POST with the database down: %d Purchase-Id %q Location %q; want 503 naming its purchase, "+
+			"no Location", down.Code, id, down.Header().Get("Location"))
+	}
 	for _, r := range []struct{ method, path, body string }{
 		{"POST", "/v1/purchases", validPurchase},
 		{"GET", "/v1/purchases/6f1c9a8e-2b9d-4e35-9a53-0c8a1f0e7b11", ""},
@@ -288,5 +300,12 @@ func TestDatabaseDownIs503(t *testing.T) {
 	}
 	if rec := a.do("POST", "/v1/purchases", "application/json", validPurchase); rec.Code != http.StatusAccepted {
 		t.Fatalf("with the database back: %d %s", rec.Code, rec.Body)
+	}
+	// The 503's purchase was never written, and never will be.
+	if rec := a.do("GET", "/v1/purchases/"+id, "", ""); rec.Code != http.StatusNotFound {
+		t.Fatalf("purchase %s answered 503: now %d %s", id, rec.Code, rec.Body)
+	}
+	if n := count(t, a.db, "purchases"); n != 2 {
+		t.Fatalf("%d purchases, want the 2 answered 202", n)
 	}
 }
