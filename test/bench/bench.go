@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/txmesh/txmesh/src/localenv/pglocal"
+	"github.com/txmesh/txmesh/src/localenv/proc"
 )
 
 type bench struct {
@@ -30,16 +31,12 @@ type bench struct {
 }
 
 func newBench(ctx context.Context, cfg Config, out io.Writer) (*bench, error) {
-	dir, err := os.MkdirTemp("", "txmesh-bench-")
+	// Readable by others: PostgreSQL runs as an unprivileged user when the bench runs as root.
+	dir, err := proc.TempDir("txmesh-bench-")
 	if err != nil {
 		return nil, err
 	}
 	b := &bench{cfg: cfg, out: out, dir: dir, bin: filepath.Join(dir, "bin")}
-	// PostgreSQL runs as an unprivileged user when the bench runs as root: it must reach its directories.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		b.close()
-		return nil, err
-	}
 	if b.root, err = moduleRoot(); err != nil {
 		b.close()
 		return nil, err
@@ -80,6 +77,7 @@ func newBench(ctx context.Context, cfg Config, out io.Writer) (*bench, error) {
 
 func (b *bench) close() {
 	if b.cfg.Keep {
+		_ = proc.Keep(b.dir)
 		fmt.Fprintln(b.out, "bench: working directory kept:", b.dir)
 		return
 	}
@@ -329,7 +327,7 @@ func median(v []float64) float64 {
 }
 
 // startBank runs the Bank command on dsn with mTLS and DB_MAX_CONNS = maxConns, on a free port.
-func (b *bench) startBank(ctx context.Context, dsn, name string, maxConns int) (*service, string, error) {
+func (b *bench) startBank(ctx context.Context, dsn, name string, maxConns int) (*proc.Process, string, error) {
 	port, err := pglocal.FreePort()
 	if err != nil {
 		return nil, "", err
@@ -337,18 +335,16 @@ func (b *bench) startBank(ctx context.Context, dsn, name string, maxConns int) (
 	return b.startBankAddr(ctx, dsn, name, "127.0.0.1:"+strconv.Itoa(port), maxConns)
 }
 
-func (b *bench) startBankAddr(ctx context.Context, dsn, name, addr string, maxConns int) (*service, string, error) {
+func (b *bench) startBankAddr(ctx context.Context, dsn, name, addr string, maxConns int) (*proc.Process, string,
+	error) {
 	env := []string{"DATABASE_URL=" + dsn, "HTTP_ADDR=" + addr, "TLS_CERT_FILE=" + b.certs.ServerCert,
-		"TLS_KEY_FILE=" + b.certs.ServerKey, "TLS_CLIENT_CA_FILE=" + b.certs.CA,
+		"TLS_KEY_FILE=" + b.certs.ServerKey, "TLS_CLIENT_CA_FILE=" + b.certs.CA, "ALLOWED_CALLERS=" + b.certs.ClientID,
 		"DB_MAX_CONNS=" + strconv.Itoa(maxConns), "LOG_LEVEL=warn", "SHUTDOWN_DRAIN_DELAY=0s"}
 	env = append(env, b.cfg.BankEnv...)
-	s, err := startService("bank", filepath.Join(b.bin, "bank"), env, filepath.Join(b.dir, name+".log"))
-	if err != nil {
-		return nil, "", err
-	}
 	url := "https://" + addr
-	if err := s.waitReady(ctx, b.tlsCli, url+"/readyz"); err != nil {
-		s.kill()
+	s, err := startService(ctx, "bank", filepath.Join(b.bin, "bank"), env, filepath.Join(b.dir, name+".log"),
+		b.tlsCli, url+"/readyz")
+	if err != nil {
 		return nil, "", err
 	}
 	return s, url, nil
@@ -418,7 +414,7 @@ func (b *bench) ingest(ctx context.Context, topo string) (*IngestResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	defer bank.stop()
+	defer stop(bank)
 	res := &IngestResult{Topology: topo, Label: topologyLabel(topo)}
 	for round := 1; round <= b.cfg.Rounds; round++ {
 		var best map[string]Measure
@@ -467,7 +463,7 @@ func (b *bench) ingest(ctx context.Context, topo string) (*IngestResult, error) 
 			res.BatchCPURatio = pb.CPUPer1k.Total / bb.CPUPer1k.Total
 		}
 	}
-	if res.BankRSSMiB, err = peakRSS(bank.pid()); err != nil {
+	if res.BankRSSMiB, err = peakRSS(bank.PID()); err != nil {
 		return nil, err
 	}
 	b.logf("  bank/pgbench = %.2f (rounds %v; CPU ratio %.2f), bank peak RSS %.1f MiB", res.Ratio,
@@ -499,7 +495,7 @@ func noise(round map[string]Measure) float64 {
 // ingestRound measures each contender once, in the round's order (odd rounds as contenders lists them,
 // even rounds reversed: ABBA), each after the database settled.
 func (b *bench) ingestRound(ctx context.Context, cl *cluster, db string, round int, url string,
-	bank *service) (map[string]Measure, error) {
+	bank *proc.Process) (map[string]Measure, error) {
 	order := contenders(b.cfg)
 	if round%2 == 0 {
 		slices.Reverse(order)
@@ -519,11 +515,11 @@ func (b *bench) ingestRound(ctx context.Context, cl *cluster, db string, round i
 				b.cfg.BatchClients, b.cfg.BatchSize)
 		case "bank":
 			jobs, closeJobs := b.bankJobs(url)
-			m, err = b.measureGo(ctx, meter{clusters: []*cluster{cl}, services: []int{bank.pid()}}, jobs, 1)
+			m, err = b.measureGo(ctx, meter{clusters: []*cluster{cl}, services: []int{bank.PID()}}, jobs, 1)
 			closeJobs()
 		case "bank-batch":
 			jobs, closeJobs := b.bankBatchJobs(url)
-			m, err = b.measureGo(ctx, meter{clusters: []*cluster{cl}, services: []int{bank.pid()}}, jobs,
+			m, err = b.measureGo(ctx, meter{clusters: []*cluster{cl}, services: []int{bank.PID()}}, jobs,
 				b.cfg.BatchSize)
 			closeJobs()
 		}
@@ -556,7 +552,7 @@ func (b *bench) measurePgbench(ctx context.Context, cl *cluster, db, script stri
 	if err != nil {
 		return Measure{}, err
 	}
-	m := meter{clusters: []*cluster{cl}, clientPID: run.cmd.Process.Pid}
+	m := meter{clusters: []*cluster{cl}, clientPID: run.p.PID()}
 	time.Sleep(b.cfg.Warmup)
 	r0 := m.read()
 	time.Sleep(b.cfg.Duration)

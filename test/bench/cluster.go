@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/txmesh/txmesh/src/localenv/pglocal"
+	"github.com/txmesh/txmesh/src/localenv/proc"
 )
 
 // Topology names.
@@ -83,15 +82,9 @@ func startCluster(ctx context.Context, dir, topology string, fsync, pgStats bool
 		}
 	}
 	for _, s := range []*pglocal.Server{c.primary, c.standby} {
-		if s == nil {
-			continue
+		if s != nil {
+			c.pids = append(c.pids, s.PID())
 		}
-		pid, err := postmasterPID(filepath.Join(s.Dir(), "data"))
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		c.pids = append(c.pids, pid)
 	}
 	return c, nil
 }
@@ -104,16 +97,6 @@ func mkdir(dir, prefix string) string {
 	}
 	_ = os.Remove(d)
 	return d
-}
-
-// postmasterPID reads the first line of a data directory's postmaster.pid.
-func postmasterPID(dataDir string) (int, error) {
-	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
-	if err != nil {
-		return 0, err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	return strconv.Atoi(strings.TrimSpace(line))
 }
 
 func (c *cluster) waitSync(ctx context.Context) error {
@@ -160,10 +143,9 @@ func (c *cluster) createBankDB(ctx context.Context, bankBin, name string, accoun
 		return "", err
 	}
 	dsn := c.primary.DSN(name)
-	cmd := exec.CommandContext(ctx, bankBin, "migrate")
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn, "LOG_LEVEL=warn")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("bank migrate: %w: %s", err, out)
+	if _, err := proc.Run(ctx, proc.Spec{Name: "bank migrate", Path: bankBin, Args: []string{"migrate"},
+		Env: []string{"DATABASE_URL=" + dsn, "LOG_LEVEL=warn"}}); err != nil {
+		return "", err
 	}
 	if err := c.primary.Exec(ctx, name, `
 INSERT INTO accounts (id, currency, balance, initial_balance)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/txmesh/txmesh/src/localenv/pglocal"
+	"github.com/txmesh/txmesh/src/localenv/pki"
+	"github.com/txmesh/txmesh/src/localenv/proc"
 )
 
 var namedParam = regexp.MustCompile(`@([a-z_]+)`)
@@ -49,7 +50,8 @@ func pgbenchBatchScript(batchSQL string, accounts, n int) string {
 	return strings.TrimSpace(sql) + ";\n"
 }
 
-// batchArrays maps each parameter of processBatchSQL to the array expression pgbenchBatchScript puts there.
+// batchArrays maps each parameter of processBatchSQL to the array expression pgbenchBatchScript puts there
+// (the caller, one for the batch, to a constant).
 func batchArrays(accounts, n int) map[string]string {
 	gen := func(expr string) string {
 		return fmt.Sprintf("(SELECT array_agg(%s) FROM generate_series(1, %d))", expr, n)
@@ -62,15 +64,15 @@ func batchArrays(accounts, n int) map[string]string {
 		"@amounts":    gen("(floor(random() * 100) + 1)::bigint"),
 		"@currencies": fill("'EUR'::text"),
 		"@created":    fill(":created::timestamptz"),
+		"@caller":     "'" + pki.ID("store") + "'",
 	}
 }
 
 // pgbenchRun is one pgbench process running the Bank's SQL.
 type pgbenchRun struct {
-	cmd    *exec.Cmd
+	p      *proc.Process
 	logDir string
 	out    strings.Builder
-	done   chan error
 }
 
 func startPgbench(ctx context.Context, dir, script string, port int, db string, clients, threads int,
@@ -88,25 +90,25 @@ func startPgbench(ctx context.Context, dir, script string, port int, db string, 
 		return nil, err
 	}
 	secs := int(math.Ceil(d.Seconds()))
-	r := &pgbenchRun{logDir: logDir, done: make(chan error, 1)}
+	r := &pgbenchRun{logDir: logDir}
 	args := []string{"-n", "-M", "prepared",
 		"-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads), "-T", strconv.Itoa(secs),
 		"-f", file, "-l", "--log-prefix", filepath.Join(logDir, "pgb"),
 		"-D", "store=bench", "-D", "currency=EUR", "-D", "created=" + time.Now().UTC().Format(time.RFC3339Nano),
+		"-D", "caller=" + pki.ID("store"),
 		"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", pglocal.Superuser}
 	args = append(append(args, extra...), db)
-	r.cmd = exec.CommandContext(ctx, filepath.Join(bin, "pgbench"), args...)
-	r.cmd.Dir = logDir
-	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
-	if err := r.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start pgbench: %w", err)
+	if r.p, err = proc.Start(proc.Spec{Name: "pgbench", Path: filepath.Join(bin, "pgbench"), Args: args,
+		Dir: logDir, Stdout: &r.out, Stderr: &r.out}); err != nil {
+		return nil, err
 	}
-	go func() { r.done <- r.cmd.Wait() }()
+	context.AfterFunc(ctx, func() { r.p.Kill() })
 	return r, nil
 }
 
 func (r *pgbenchRun) wait() error {
-	if err := <-r.done; err != nil {
+	<-r.p.Done()
+	if err := r.p.Err(); err != nil {
 		return fmt.Errorf("pgbench: %w: %s", err, r.out.String()) // aborted clients make it exit non-zero
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/txmesh/txmesh/src/localenv/proc"
 )
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times; it is 100 on every Linux architecture Go runs on.
@@ -67,12 +69,7 @@ func treeCPU(postmasters ...int) float64 {
 			total += s.utime + s.stime + s.cutime + s.cstime
 		}
 	}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for pid := range proc.All() {
 		s, err := readStat(pid)
 		if err == nil && want[s.ppid] {
 			total += s.utime + s.stime

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/txmesh/txmesh/src/localenv/pglocal"
+	"github.com/txmesh/txmesh/src/localenv/proc"
 )
 
 // DrainResult is part 3.
@@ -196,11 +195,10 @@ func (b *bench) newStoreSetup(ctx context.Context, topo string) (*storeSetup, er
 		return nil, err
 	}
 	s.storeDSN = s.storeCl.primary.DSN("store")
-	cmd := exec.CommandContext(ctx, filepath.Join(b.bin, "store"), "migrate")
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.storeDSN, "LOG_LEVEL=warn")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if _, err := proc.Run(ctx, proc.Spec{Name: "store migrate", Path: filepath.Join(b.bin, "store"),
+		Args: []string{"migrate"}, Env: []string{"DATABASE_URL=" + s.storeDSN, "LOG_LEVEL=warn"}}); err != nil {
 		s.close()
-		return nil, fmt.Errorf("store migrate: %w: %s", err, out)
+		return nil, err
 	}
 	port, err := pglocal.FreePort()
 	if err != nil {
@@ -230,7 +228,7 @@ func (s *storeSetup) settle(ctx context.Context) error {
 // the relay in -relay-mode: batch (-batch purchases per request, -batch-clients requests in flight, as the
 // batched Bank contender) or single (concurrency and claims of -clients, as the Bank's pool); the breaker's
 // open timeout at 1 s (so a drain does not start 10 s late).
-func (b *bench) startStore(ctx context.Context, s *storeSetup, name string) (*service, string, error) {
+func (b *bench) startStore(ctx context.Context, s *storeSetup, name string) (*proc.Process, string, error) {
 	port, err := pglocal.FreePort()
 	if err != nil {
 		return nil, "", err
@@ -248,19 +246,16 @@ func (b *bench) startStore(ctx context.Context, s *storeSetup, name string) (*se
 		"DB_MAX_CONNS=" + n, "BREAKER_OPEN_TIMEOUT=1s", "LOG_LEVEL=warn", "SHUTDOWN_DRAIN_DELAY=0s"}
 	env = append(env, relay...)
 	env = append(env, b.cfg.StoreEnv...)
-	st, err := startService("store", filepath.Join(b.bin, "store"), env, filepath.Join(b.dir, name+".log"))
-	if err != nil {
-		return nil, "", err
-	}
 	url := "http://" + addr
-	if err := st.waitReady(ctx, b.tlsCli, url+"/readyz"); err != nil {
-		st.kill()
+	st, err := startService(ctx, "store", filepath.Join(b.bin, "store"), env, filepath.Join(b.dir, name+".log"),
+		b.tlsCli, url+"/readyz")
+	if err != nil {
 		return nil, "", err
 	}
 	return st, url, nil
 }
 
-func (b *bench) startBankAt(ctx context.Context, s *storeSetup, name string) (*service, string, error) {
+func (b *bench) startBankAt(ctx context.Context, s *storeSetup, name string) (*proc.Process, string, error) {
 	return b.startBankAddr(ctx, s.bankDSN, name, s.bankAddr, b.cfg.Clients)
 }
 
@@ -342,13 +337,13 @@ func (b *bench) reference(ctx context.Context, s *storeSetup) (Measure, error) {
 	if err != nil {
 		return Measure{}, err
 	}
-	defer bank.stop()
+	defer stop(bank)
 	if err := s.settle(ctx); err != nil {
 		return Measure{}, err
 	}
 	jobs, closeJobs := b.bankJobs(url)
 	defer closeJobs()
-	ref, err := b.measureGo(ctx, meter{clusters: []*cluster{s.bankCl}, services: []int{bank.pid()}}, jobs, 1)
+	ref, err := b.measureGo(ctx, meter{clusters: []*cluster{s.bankCl}, services: []int{bank.PID()}}, jobs, 1)
 	if err != nil {
 		return Measure{}, fmt.Errorf("reference ingestion: %w", err)
 	}
@@ -365,12 +360,12 @@ func (b *bench) systemMax(ctx context.Context, s *storeSetup) (*SystemMax, error
 	if err != nil {
 		return nil, err
 	}
-	defer bank.stop()
+	defer stop(bank)
 	st, storeURL, err := b.startStore(ctx, s, "store-max")
 	if err != nil {
 		return nil, err
 	}
-	defer st.stop()
+	defer stop(st)
 	if err := s.settle(ctx); err != nil {
 		return nil, err
 	}
@@ -384,7 +379,7 @@ func (b *bench) systemMax(ctx context.Context, s *storeSetup) (*SystemMax, error
 			return err
 		})
 	}
-	m := meter{clusters: []*cluster{s.bankCl, s.storeCl}, services: []int{bank.pid(), st.pid()}}
+	m := meter{clusters: []*cluster{s.bankCl, s.storeCl}, services: []int{bank.PID(), st.PID()}}
 	acc, err := b.measureGo(ctx, m, jobs, 1)
 	for _, c := range clients {
 		c.close()
@@ -545,7 +540,7 @@ func (b *bench) drainOnce(ctx context.Context, s *storeSetup, topo string) (*Dra
 	if err != nil {
 		return nil, err
 	}
-	defer st.stop()
+	defer stop(st)
 	b.logf("  accumulating %d purchases while the Bank is down", n)
 	acc, err := b.accumulate(ctx, storeURL, n)
 	if err != nil {
@@ -570,15 +565,15 @@ func (b *bench) drainOnce(ctx context.Context, s *storeSetup, topo string) (*Dra
 		return nil, err
 	}
 	b.logf("  %d pending (accepted at %.0f/s); starting the Bank", n, acc)
-	m := meter{clusters: []*cluster{s.bankCl, s.storeCl}, services: []int{st.pid()}}
+	m := meter{clusters: []*cluster{s.bankCl, s.storeCl}, services: []int{st.PID()}}
 	r0 := m.read()
 	bankStart := time.Now()
 	bank, _, err := b.startBankAt(ctx, s, "bank-drain")
 	if err != nil {
 		return nil, err
 	}
-	defer bank.stop()
-	m.services = append(m.services, bank.pid())
+	defer stop(bank)
+	m.services = append(m.services, bank.PID())
 	// The Bank's CPU before r0 is zero: it did not exist.
 	if err := waitEmptyOutbox(ctx, s.storeDSN, 30*time.Minute); err != nil {
 		return nil, err
@@ -617,10 +612,10 @@ func (b *bench) drainOnce(ctx context.Context, s *storeSetup, topo string) (*Dra
 	// r0→r1 also holds the Bank's start-up and up to a second of idle polling: the CPU per purchase is a
 	// slight over-estimate.
 	d.CPUPer1k, d.Cores, d.ForeignCores = mm.CPUPer1k, mm.Cores, mm.ForeignCores
-	if d.BankRSSMiB, err = peakRSS(bank.pid()); err != nil {
+	if d.BankRSSMiB, err = peakRSS(bank.PID()); err != nil {
 		return nil, err
 	}
-	if d.StoreRSSMiB, err = peakRSS(st.pid()); err != nil {
+	if d.StoreRSSMiB, err = peakRSS(st.PID()); err != nil {
 		return nil, err
 	}
 	if b.cfg.PgStats {
@@ -648,12 +643,12 @@ func (b *bench) e2e(ctx context.Context, s *storeSetup, topo string, rate float6
 	if err != nil {
 		return nil, err
 	}
-	defer bank.stop()
+	defer stop(bank)
 	st, storeURL, err := b.startStore(ctx, s, fmt.Sprintf("store-e2e-%.0f", rate))
 	if err != nil {
 		return nil, err
 	}
-	defer st.stop()
+	defer stop(st)
 	if err := s.settle(ctx); err != nil {
 		return nil, err
 	}
@@ -666,7 +661,7 @@ func (b *bench) e2e(ctx context.Context, s *storeSetup, topo string, rate float6
 	var got []accepted
 	var sent, shed atomic.Int64
 	pool := make(chan *leanClient, 1024)
-	m := meter{clusters: []*cluster{s.bankCl, s.storeCl}, services: []int{bank.pid(), st.pid()}}
+	m := meter{clusters: []*cluster{s.bankCl, s.storeCl}, services: []int{bank.PID(), st.PID()}}
 	// The first Warmup of arrivals is not measured (the relay's and the load generator's connections are
 	// set up then, as in the ingestion phases); everything else is.
 	start := time.Now()
@@ -768,10 +763,10 @@ WHERE id = ANY($1::uuid[])`, ids)
 	var mm Measure
 	mm.fill(r0, r1, max(e.Delivered, 1))
 	e.CPUPer1k, e.Cores, e.ForeignCores = mm.CPUPer1k, mm.Cores, mm.ForeignCores
-	if e.BankRSSMiB, err = peakRSS(bank.pid()); err != nil {
+	if e.BankRSSMiB, err = peakRSS(bank.PID()); err != nil {
 		return nil, err
 	}
-	if e.StoreRSSMiB, err = peakRSS(st.pid()); err != nil {
+	if e.StoreRSSMiB, err = peakRSS(st.PID()); err != nil {
 		return nil, err
 	}
 	b.logf("    sent %d: %d accepted, %d shed (503 overloaded), %d other errors (%v); in the window accepted %d, delivered %d; 202 p50 %.2f p99 %.2f ms; 202→commit p50 %.2f p99 %.2f "+
