@@ -2,11 +2,14 @@ package lab
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/txmesh/txmesh/src/localenv/httpfault"
 )
 
 // executor applies the planned faults, each at its time, and keeps what is active for the progress line.
@@ -20,6 +23,15 @@ type executor struct {
 	// would hit the crash recovery of the first.
 	storeDBDown atomic.Bool
 	proxyMu     map[string]*sync.Mutex // one toxic at a time per proxy (see apply)
+	standbys    []window               // store-db standby gone: paused → resumed
+	stalls      []window               // stalled clients against a Store
+}
+
+// window is when a fault held: From its start To its end (for a standby: its return), against Target.
+type window struct {
+	From, To time.Time
+	Target   string
+	Detail   string
 }
 
 func newExecutor(r *run) *executor {
@@ -105,8 +117,8 @@ func (e *executor) apply(ctx context.Context, i int, f fault) {
 	key := f.Kind + "/" + f.Target + "/" + f.Toxic.Name
 	switch f.Kind {
 	case KillBank, KillStore:
-		p := r.proc(f.Target)
-		if !p.kill() {
+		p := r.service(f.Target)
+		if !p.Kill() {
 			r.logf("%s: %s already down, skipped", f.Kind, f.Target)
 			return
 		}
@@ -114,7 +126,7 @@ func (e *executor) apply(ctx context.Context, i int, f fault) {
 		e.set(key, f.Kind+" "+f.Target)
 		r.logf("fault: kill -9 %s (restart in %.1fs)", f.Target, f.For.Seconds())
 		sleep(ctx, f.For)
-		if err := p.start(); err != nil {
+		if err := p.Start(); err != nil {
 			r.logf("restart %s: %v", f.Target, err)
 		}
 		e.set(key, "")
@@ -150,6 +162,12 @@ func (e *executor) apply(ctx context.Context, i int, f fault) {
 		r.logf("fault over: Bank reachable again")
 	case failoverKind:
 		e.failover(ctx, f)
+	case MeshDeny, MeshNoRoute, MeshDenyAfter, MeshCorrupt:
+		e.mesh(ctx, key, f)
+	case StandbyGone:
+		e.standbyGone(ctx, key, f)
+	case Stall:
+		e.stall(ctx, key, f)
 	default:
 		// One toxic at a time per proxy: toxiproxy (v2.12) can block forever removing a toxic chained before
 		// one that has closed its link (reset_peer, timeout) — the proxy, and every later fault and the
@@ -172,6 +190,81 @@ func (e *executor) apply(ctx context.Context, i int, f fault) {
 		}
 		e.set(key, "")
 	}
+}
+
+// meshFaults are the sidecar's faults for a mesh fault kind with share p of the requests.
+func meshFaults(kind string, p float64) httpfault.Faults {
+	switch kind {
+	case MeshDeny:
+		return httpfault.Faults{Deny: p}
+	case MeshNoRoute:
+		return httpfault.Faults{NoRoute: p}
+	case MeshDenyAfter:
+		return httpfault.Faults{DenyAfter: p}
+	}
+	return httpfault.Faults{Corrupt: p}
+}
+
+// mesh puts a fault in a Store's sidecar for f.For.
+func (e *executor) mesh(ctx context.Context, key string, f fault) {
+	sc := e.r.sidecars[f.Target]
+	e.count(f.Kind)
+	e.set(key, f.Kind+" "+f.Target)
+	e.r.logf("fault: %s", strings.TrimSpace(f.String()[8:]))
+	sc.set(meshFaults(f.Kind, f.Prob))
+	sleep(ctx, f.For)
+	sc.set(httpfault.Faults{})
+	e.set(key, "")
+}
+
+// standbyGone pauses store-db's synchronous standby for f.For: every commit on store-db waits meanwhile.
+func (e *executor) standbyGone(ctx context.Context, key string, f fault) {
+	r := e.r
+	if err := r.storeStandby.Pause(); err != nil {
+		r.logf("%s: %v, skipped", f.Kind, err)
+		return
+	}
+	w := window{From: time.Now(), Target: f.Target}
+	e.count(f.Kind)
+	e.set(key, "store-db standby gone")
+	r.logf("fault: %s (Store commits wait until it returns)", strings.TrimSpace(f.String()[8:]))
+	sleep(ctx, f.For)
+	if err := r.storeStandby.Resume(); err != nil {
+		r.logf("resume %s: %v", storeStandbyName, err)
+	}
+	w.To = time.Now()
+	e.mu.Lock()
+	e.standbys = append(e.standbys, w)
+	e.mu.Unlock()
+	e.set(key, "")
+	r.logf("fault over: %s back", storeStandbyName)
+}
+
+// stall holds stalledClients slow clients against a Store for f.For.
+func (e *executor) stall(ctx context.Context, key string, f fault) {
+	r := e.r
+	p := r.service(f.Target)
+	var addr string
+	for i, s := range r.stores {
+		if s == p {
+			addr = strings.TrimPrefix(r.storeURLs[i], "http://")
+		}
+	}
+	e.count(f.Kind)
+	e.set(key, fmt.Sprintf("%d stalled clients on %s", stalledClients, f.Target))
+	r.logf("fault: %s", strings.TrimSpace(f.String()[8:]))
+	w := window{From: time.Now(), Target: f.Target}
+	sctx, cancel := context.WithTimeout(ctx, f.For)
+	var st stallers
+	st.run(sctx, addr, stalledClients)
+	cancel()
+	w.To = time.Now()
+	w.Detail = fmt.Sprintf("%d connections, %d answered 408", st.opened.Load(), st.timedOut.Load())
+	e.mu.Lock()
+	e.stalls = append(e.stalls, w)
+	e.mu.Unlock()
+	e.set(key, "")
+	r.logf("fault over: stalled clients on %s (%s)", f.Target, w.Detail)
 }
 
 // failover: cut the replication stream, let the Bank run on for f.For (an asynchronous primary keeps
@@ -210,6 +303,12 @@ func (e *executor) failover(ctx context.Context, f fault) {
 		r.logf("failover: %v", err)
 	}
 	e.set("failover", "")
+}
+
+func (e *executor) windows() (standbys, stalls []window) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]window{}, e.standbys...), append([]window{}, e.stalls...)
 }
 
 func (e *executor) snapshot() (map[string]int, []failover) {

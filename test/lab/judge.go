@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/txmesh/txmesh/src/localenv/proc"
 )
 
 // judge runs txaudit and the lab's own cross-check, and measures the failovers.
@@ -19,6 +21,9 @@ func (r *run) judge(ctx context.Context) error {
 	storeDSN, bankDSN := r.storeDB.DSN("store"), r.db.primaryDSN()
 	if err := r.crossCheck(ctx, storeDSN, bankDSN); err != nil {
 		return fmt.Errorf("cross-check: %w", err)
+	}
+	if err := r.judgeAPIAnswers(ctx, storeDSN); err != nil {
+		return fmt.Errorf("the Store API's answers: %w", err)
 	}
 	for _, fo := range r.res.failovers {
 		m, err := measureFailover(ctx, fo, storeDSN, bankDSN)
@@ -61,10 +66,8 @@ func (r *run) txaudit(ctx context.Context, storeDSN, bankDSN string) Audit {
 		if format == "json" {
 			args = append(args, "--json")
 		}
-		cmd := exec.CommandContext(ctx, bin, args...)
 		var out, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &stderr
-		err := cmd.Run()
+		_, err := proc.Run(ctx, proc.Spec{Name: "txaudit", Path: bin, Args: args, Stdout: &out, Stderr: &stderr})
 		path := filepath.Join(r.dir, "txaudit."+format)
 		_ = os.WriteFile(path, append(out.Bytes(), stderr.Bytes()...), 0o644)
 		var exit *exec.ExitError

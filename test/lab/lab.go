@@ -1,14 +1,19 @@
 // Package lab is the HA lab: it proves, with processes, real faults and an audit, that no transaction is
-// lost when a Bank process, a Store process, the network or the Bank's database primary fails.
+// lost when a Bank process, a Store process, the network or the Bank's database primary fails, and that the
+// contract holds at its edges: only the Bank's own rejection ends a purchase, and the Store never answers
+// anything false.
 //
 // One run starts on loopback: bank-db (a PostgreSQL primary and a streaming standby, synchronous or — the
-// negative control — asynchronous), store-db, two Bank processes behind a TCP balancer (the Service), two
-// Store processes (generator on) plus extra load through the Store API, mTLS between Store and Bank, and
-// toxiproxy proxies Store→Bank, Bank→bank-db (the `-rw` address) and standby→primary (replication). A seeded
-// schedule then injects kill -9 of Bank and Store processes, latency/reset_peer/timeout/bandwidth toxics, a
-// Bank outage long enough to open the Stores' circuit breakers, and a failover: replication cut, kill -9 of the
-// primary, promotion of the standby, the rw proxy re-pointed, the old primary re-joined with pg_rewind. Then
-// faults stop, the backlog drains, txaudit judges, and Run returns the measurements (see Result.Table).
+// negative control — asynchronous), store-db (a primary and a synchronous standby), two Bank processes behind
+// a TCP balancer (the Service), two Store processes (generator on) plus extra load through the Store API, a
+// sidecar per Store (plain HTTP in, mTLS out, mesh faults), and toxiproxy proxies sidecars→Bank,
+// Bank→bank-db (the `-rw` address) and standby→primary (replication). A seeded schedule then injects kill -9
+// of Bank and Store processes and of store-db, latency/reset_peer/timeout/bandwidth toxics, a Bank outage
+// long enough to open the Stores' circuit breakers, a failover (replication cut, kill -9 of the primary,
+// promotion of the standby, the rw proxy re-pointed, the old primary re-joined with pg_rewind), mesh faults
+// in the sidecars (403 RBAC, an empty 404, a 403 after the Bank applied, garbled bodies), store-db's
+// standby gone, and stalled clients. Then faults stop, the backlog drains, the dead letters are judged and
+// redriven (`store redrive --all`), txaudit judges, and Run returns the measurements (see Result.Table).
 //
 // The PostgreSQL servers (initdb, base backup, kill -9, promotion, pg_rewind) come from src/localenv/pglocal
 // and the certificates from src/localenv/pki, the packages the tests, `make run` and the benchmark use too.
@@ -23,7 +28,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -31,6 +35,7 @@ import (
 
 	"github.com/txmesh/txmesh/src/localenv/pglocal"
 	"github.com/txmesh/txmesh/src/localenv/pki"
+	"github.com/txmesh/txmesh/src/localenv/proc"
 )
 
 // Config is one run.
@@ -49,9 +54,14 @@ type Config struct {
 	Cut               time.Duration // replication stream cut before the primary is killed
 	Outage            time.Duration // Bank outage (Store→Bank refused)
 	FailoverOnly      bool          // the failover and nothing else (a quick negative control)
-	DrainTimeout      time.Duration
-	Progress          time.Duration // period of the progress line
-	Out               io.Writer
+	// StoreBin is the store binary; BinDir's when empty. NegativeRelay says it is the negative control's
+	// (built with -tags txmesh_negative_control: the failure policy before issue 19), which the judge must
+	// catch dead-lettering purchases the Bank never rejected.
+	StoreBin      string
+	NegativeRelay bool
+	DrainTimeout  time.Duration
+	Progress      time.Duration // period of the progress line
+	Out           io.Writer
 }
 
 // MinDuration is the shortest fault phase that holds a failover, a Bank outage and a few other faults.
@@ -97,12 +107,28 @@ func (c *Config) defaults() error {
 	if c.Out == nil {
 		c.Out = io.Discard
 	}
-	for _, b := range []string{"bank", "store"} {
-		if _, err := os.Stat(filepath.Join(c.BinDir, b)); err != nil {
-			return fmt.Errorf("%s binary not found in %s: %w", b, c.BinDir, err)
+	if c.StoreBin == "" {
+		c.StoreBin = filepath.Join(c.BinDir, "store")
+	}
+	if _, err := os.Stat(filepath.Join(c.BinDir, "bank")); err != nil {
+		return fmt.Errorf("bank binary not found in %s: %w", c.BinDir, err)
+	}
+	if _, err := os.Stat(c.StoreBin); err != nil {
+		hint := ""
+		if c.NegativeRelay {
+			hint = " (build it: go build -tags txmesh_negative_control -o bin/negative/ ./src/cmd/store)"
 		}
+		return fmt.Errorf("store binary %s not found%s: %w", c.StoreBin, hint, err)
 	}
 	return nil
+}
+
+// name is the run's name in logs and directories: its replication mode, or negative-relay.
+func (c *Config) name() string {
+	if c.NegativeRelay {
+		return "negative-relay"
+	}
+	return string(c.Mode)
 }
 
 // run is one lab run in progress.
@@ -115,9 +141,12 @@ type run struct {
 	ps            *proxies
 	db            *cluster
 	storeDB       *pglocal.Server
-	toBank        *netProxy // Store→Bank
+	storeStandby  *pglocal.Server // store-db's synchronous standby
+	toBank        *netProxy       // sidecars → the Bank's balancer
+	sidecars      map[string]*sidecar
+	refusals      *refusals
 	lb            *balancer
-	banks, stores []*proc
+	banks, stores []*proc.Process
 	bankAddrs     []string
 	storeURLs     []string
 	certs         pki.Files
@@ -138,7 +167,7 @@ func (r *run) logf(format string, args ...any) {
 	if !r.started.IsZero() {
 		el = time.Since(r.started).Seconds()
 	}
-	fmt.Fprintf(r.cfg.Out, "[%s %6.1fs] %s\n", r.cfg.Mode, el, fmt.Sprintf(format, args...))
+	fmt.Fprintf(r.cfg.Out, "[%s %6.1fs] %s\n", r.cfg.name(), el, fmt.Sprintf(format, args...))
 }
 
 // Run performs one lab run. The error is for a run that could not be carried out (set-up, a process that
@@ -151,7 +180,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	dir := cfg.WorkDir
 	if dir == "" {
 		var err error
-		if dir, err = os.MkdirTemp("", "txmesh-lab-"+string(cfg.Mode)+"-"); err != nil {
+		if dir, err = proc.TempDir("txmesh-lab-" + cfg.name() + "-"); err != nil {
 			return nil, err
 		}
 	}
@@ -169,6 +198,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			r.cleanup[i]()
 		}
 		if cfg.Keep || failed {
+			_ = proc.Keep(dir)
 			r.logf("data and logs kept in %s", dir)
 		} else {
 			_ = os.RemoveAll(dir)
@@ -196,7 +226,8 @@ func (r *run) phases(ctx context.Context) error {
 }
 
 func (r *run) setUp(ctx context.Context) error {
-	r.logf("setting up in %s (bank-db %s replication, seed %d)", r.dir, r.cfg.Mode, r.cfg.Seed)
+	r.logf("setting up in %s (bank-db %s replication, seed %d, store %s)", r.dir, r.cfg.Mode, r.cfg.Seed,
+		r.cfg.StoreBin)
 	var err error
 	certDir := filepath.Join(r.dir, "certs")
 	if err := os.MkdirAll(certDir, 0o700); err != nil {
@@ -215,23 +246,21 @@ func (r *run) setUp(ctx context.Context) error {
 		return err
 	}
 	r.cleanup = append(r.cleanup, r.db.close)
-	if r.storeDB, err = pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(r.dir, "store-db"),
-		Settings: pgSettings(nil)}); err != nil {
+	if r.storeDB, r.storeStandby, err = startStoreDB(ctx, r.dir); err != nil {
 		return err
 	}
-	r.cleanup = append(r.cleanup, func() { stopPG(r.storeDB) })
-	if err := r.storeDB.Exec(ctx, "postgres", "CREATE DATABASE store"); err != nil {
-		return err
-	}
+	r.cleanup = append(r.cleanup, func() {
+		stopPG(r.storeDB)
+		stopPG(r.storeStandby)
+	})
 	bankBin := filepath.Join(r.cfg.BinDir, "bank")
-	seed := exec.CommandContext(ctx, bankBin, "seed", "--accounts", strconv.Itoa(r.cfg.Accounts),
-		"--balance", strconv.FormatInt(r.seedBalance, 10), "--currency", "EUR")
-	seed.Env = append(os.Environ(), "DATABASE_URL="+r.db.dsn(), "LOG_LEVEL=warn")
-	if out, err := seed.CombinedOutput(); err != nil {
-		return fmt.Errorf("bank seed: %w: %s", err, out)
+	if _, err := proc.Run(ctx, proc.Spec{Name: "bank seed", Path: bankBin, Args: []string{"seed", "--accounts",
+		strconv.Itoa(r.cfg.Accounts), "--balance", strconv.FormatInt(r.seedBalance, 10), "--currency", "EUR"},
+		Env: []string{"DATABASE_URL=" + r.db.dsn(), "LOG_LEVEL=warn"}}); err != nil {
+		return err
 	}
 
-	// Two Banks behind the balancer, the Store→Bank proxy in front of it.
+	// Two Banks behind the balancer, the toxiproxy proxy in front of it, a sidecar per Store in front of that.
 	for i := 1; i <= 2; i++ {
 		port, err := pglocal.FreePort()
 		if err != nil {
@@ -240,10 +269,12 @@ func (r *run) setUp(ctx context.Context) error {
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		r.bankAddrs = append(r.bankAddrs, addr)
 		name := fmt.Sprintf("bank-%d", i)
-		r.banks = append(r.banks, newProc(name, bankBin, filepath.Join(r.dir, name+".log"), []string{"serve"},
-			[]string{"DATABASE_URL=" + r.db.dsn(), "HTTP_ADDR=" + addr, "TLS_CERT_FILE=" + r.certs.ServerCert,
-				"TLS_KEY_FILE=" + r.certs.ServerKey, "TLS_CLIENT_CA_FILE=" + r.certs.CA, "LOG_LEVEL=info",
-				"SHUTDOWN_DRAIN_DELAY=200ms", "SHUTDOWN_TIMEOUT=10s", "DB_MAX_CONNS=10"}))
+		r.banks = append(r.banks, proc.New(proc.Spec{Name: name, Path: bankBin, Args: []string{"serve"},
+			Log: filepath.Join(r.dir, name+".log"),
+			Env: []string{"DATABASE_URL=" + r.db.dsn(), "HTTP_ADDR=" + addr, "TLS_CERT_FILE=" + r.certs.ServerCert,
+				"TLS_KEY_FILE=" + r.certs.ServerKey, "TLS_CLIENT_CA_FILE=" + r.certs.CA,
+				"ALLOWED_CALLERS=" + r.certs.ClientID, "LOG_LEVEL=info",
+				"SHUTDOWN_DRAIN_DELAY=200ms", "SHUTDOWN_TIMEOUT=10s", "DB_MAX_CONNS=10"}}))
 	}
 	if r.lb, err = newBalancer(r.bankAddrs); err != nil {
 		return err
@@ -253,6 +284,7 @@ func (r *run) setUp(ctx context.Context) error {
 		return err
 	}
 	r.cleanup = append(r.cleanup, r.toBank.close)
+	r.sidecars, r.refusals = map[string]*sidecar{}, newRefusals()
 	for i := 1; i <= 2; i++ {
 		port, err := pglocal.FreePort()
 		if err != nil {
@@ -260,40 +292,43 @@ func (r *run) setUp(ctx context.Context) error {
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		name := fmt.Sprintf("store-%d", i)
+		// The Store talks plain HTTP to its sidecar, which holds the mTLS identity (as Envoy does in the mesh).
+		sc, err := startSidecar(name, "https://"+r.toBank.addr, r.bankTLS, r.refusals)
+		if err != nil {
+			return err
+		}
+		r.sidecars[name] = sc
+		r.cleanup = append(r.cleanup, sc.close)
 		r.storeURLs = append(r.storeURLs, "http://"+addr)
-		r.stores = append(r.stores, newProc(name, filepath.Join(r.cfg.BinDir, "store"),
-			filepath.Join(r.dir, name+".log"), []string{"serve"},
-			[]string{"DATABASE_URL=" + r.storeDB.DSN("store"), "HTTP_ADDR=" + addr,
-				"BANK_URL=https://" + r.toBank.addr, "BANK_CA_FILE=" + r.certs.CA,
-				"BANK_CLIENT_CERT_FILE=" + r.certs.ClientCert, "BANK_CLIENT_KEY_FILE=" + r.certs.ClientKey,
+		r.stores = append(r.stores, proc.New(proc.Spec{Name: name, Path: r.cfg.StoreBin,
+			Args: []string{"serve"}, Log: filepath.Join(r.dir, name+".log"),
+			Env: []string{"DATABASE_URL=" + r.storeDB.DSN("store"), "HTTP_ADDR=" + addr, "BANK_URL=" + sc.url,
 				"STORE_ID=" + name, "GENERATOR_INTERVAL=" + r.cfg.GeneratorInterval.String(),
 				"GENERATOR_ACCOUNTS=" + strconv.Itoa(r.cfg.Accounts), "BANK_TIMEOUT=2s", "LOG_LEVEL=info",
 				"SHUTDOWN_DRAIN_DELAY=200ms", "SHUTDOWN_TIMEOUT=10s",
 				// Shorter than production so that a run stays short; the semantics are the same.
-				"BREAKER_OPEN_TIMEOUT=5s", "RELAY_MAX_BACKOFF=5s", "RELAY_LEASE=10s"}))
+				"BREAKER_OPEN_TIMEOUT=5s", "RELAY_MAX_BACKOFF=5s", "RELAY_LEASE=10s",
+				"HTTP_REQUEST_TIMEOUT=8s", "DB_RIDE_THROUGH=5s"}}))
 	}
-	all := append(append([]*proc{}, r.banks...), r.stores...)
 	r.cleanup = append(r.cleanup, func() {
-		for _, p := range all {
-			p.kill()
+		for _, p := range r.services() {
+			p.Kill()
 		}
 	})
-	for _, p := range r.banks {
-		if err := p.start(); err != nil {
+	if err := r.startAll(ctx, r.banks); err != nil {
+		return err
+	}
+	return r.startAll(ctx, r.stores)
+}
+
+// startAll starts the processes (those that do not run already) and waits until each is ready.
+func (r *run) startAll(ctx context.Context, ps []*proc.Process) error {
+	for _, p := range ps {
+		if err := p.Start(); err != nil {
 			return err
 		}
 	}
-	for _, p := range r.banks {
-		if err := r.waitReady(ctx, p); err != nil {
-			return err
-		}
-	}
-	for _, p := range r.stores {
-		if err := p.start(); err != nil {
-			return err
-		}
-	}
-	for _, p := range r.stores {
+	for _, p := range ps {
 		if err := r.waitReady(ctx, p); err != nil {
 			return err
 		}
@@ -316,7 +351,7 @@ func clientTLS(c pki.Files) (*tls.Config, error) {
 }
 
 // readyURL is the process's readiness endpoint and the client that reaches it.
-func (r *run) readyURL(p *proc) (string, *http.Client) {
+func (r *run) readyURL(p *proc.Process) (string, *http.Client) {
 	for i, b := range r.banks {
 		if b == p {
 			return "https://" + r.bankAddrs[i] + "/readyz", &http.Client{Timeout: 2 * time.Second,
@@ -331,35 +366,20 @@ func (r *run) readyURL(p *proc) (string, *http.Client) {
 	return "", nil
 }
 
-func (r *run) waitReady(ctx context.Context, p *proc) error {
+func (r *run) waitReady(ctx context.Context, p *proc.Process) error {
 	url, client := r.readyURL(p)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := client.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if !p.running() {
-			return fmt.Errorf("%s exited during start-up; see %s", p.name, p.log)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready at %s after 60s; see %s", p.name, url, p.log)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return p.WaitReady(ctx, 60*time.Second, proc.HTTPReady(client, url))
 }
 
-func (r *run) proc(name string) *proc {
-	for _, p := range append(append([]*proc{}, r.banks...), r.stores...) {
-		if p.name == name {
+// services are the Banks and the Stores.
+func (r *run) services() []*proc.Process {
+	return append(append([]*proc.Process{}, r.banks...), r.stores...)
+}
+
+// service is the Bank or Store process called name.
+func (r *run) service(name string) *proc.Process {
+	for _, p := range r.services() {
+		if p.Name() == name {
 			return p
 		}
 	}

@@ -8,14 +8,18 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // loader is the extra load through the Store API: purchases at a fixed rate, alternating between the Stores,
-// each with an Idempotency-Key; a failed attempt is retried on the other Store with the same key. It keeps
-// the id of every purchase a Store accepted (202), to check later that store-db holds each of them.
+// each with an Idempotency-Key, as the API documents a safe client: a 503 or a lost answer is retried (on
+// the other Store) with the same key; a 504 (outcome unknown) is resolved by reading its Location until the
+// purchase shows up, and by a retry with the same key if it does not. Every answer to every POST is kept with
+// its Purchase-Id and latency (the judge holds each against store-db), and so is the id of every purchase a
+// Store accepted (202), to check later that store-db holds each of them.
 type loader struct {
 	stores   []string
 	client   *http.Client
@@ -26,12 +30,40 @@ type loader struct {
 
 	mu       sync.Mutex
 	accepted map[string]struct{}
+	answers  []postAnswer
+	unknowns []unknownOutcome
 	failed   atomic.Int64 // no Store accepted it (not a loss: the client was told)
 	skipped  atomic.Int64 // not sent: too many requests in flight
 	attempts atomic.Int64
 }
 
-func newLoader(stores []string, client *http.Client, rate float64, accounts int, seed uint64) *loader {
+// postAnswer is one POST /v1/purchases and its answer.
+type postAnswer struct {
+	Sent   time.Time
+	Took   time.Duration
+	Store  int    // index in the Stores
+	Status int    // 0: no answer (connection error, client timeout)
+	ID     string // the Purchase-Id header
+}
+
+// How a 504's purchase was resolved.
+const (
+	resolvedLookup    = "lookup"     // its Location answered 200
+	resolvedRetrySame = "retry-same" // a retry with its key answered 202 with the same purchase
+	resolvedRetryNew  = "retry-new"  // a retry with its key answered 202 with another purchase: it was not stored
+	unresolved        = "unresolved" // the client never learnt
+)
+
+// unknownOutcome is a 504's purchase and how the client resolved it.
+type unknownOutcome struct {
+	ID, Resolution string
+}
+
+// loadTimeout bounds one request of the lab's load: beyond the Store's HTTP_REQUEST_TIMEOUT in the lab (8s).
+const loadTimeout = 15 * time.Second
+
+func newLoader(stores []string, rate float64, accounts int, seed uint64) *loader {
+	client := &http.Client{Timeout: loadTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	return &loader{stores: stores, client: client, rate: rate, accounts: accounts, seed: seed,
 		rng: rand.New(rand.NewPCG(seed, 0x10ad)), accepted: map[string]struct{}{}}
 }
@@ -62,7 +94,9 @@ func (l *loader) run(ctx context.Context) {
 	}
 	tick := time.NewTicker(time.Duration(float64(time.Second) / l.rate))
 	defer tick.Stop()
-	sem := make(chan struct{}, 64)
+	// Wide enough for the Stores' own bound (HTTP_MAX_IN_FLIGHT, 503 overloaded) to act, not the client's:
+	// while store-db's standby is gone, requests wait up to the Store's deadline.
+	sem := make(chan struct{}, 1024)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for n := 0; ; n++ {
@@ -86,36 +120,102 @@ func (l *loader) run(ctx context.Context) {
 	}
 }
 
+func (l *loader) accept(id string) {
+	l.mu.Lock()
+	l.accepted[id] = struct{}{}
+	l.mu.Unlock()
+}
+
 func (l *loader) send(ctx context.Context, n int, p purchaseRequest) {
 	body, _ := json.Marshal(p)
 	key := fmt.Sprintf("lab-%d-%d-%d", l.seed, time.Now().UnixNano(), n)
+	var unknown string // the 504's purchase still to resolve
+	resolve := func(how string) {
+		if unknown != "" {
+			l.mu.Lock()
+			l.unknowns = append(l.unknowns, unknownOutcome{ID: unknown, Resolution: how})
+			l.mu.Unlock()
+			unknown = ""
+		}
+	}
+	defer resolve(unresolved)
+	// A purchase started in the fault phase is carried through to its end, as a client would.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
 	for attempt := range 4 {
 		if attempt > 0 && !sleep(ctx, 250*time.Millisecond) {
 			break
 		}
-		l.attempts.Add(1)
-		url := l.stores[(n+attempt)%len(l.stores)] + "/v1/purchases"
-		req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, url, bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", key)
-		resp, err := l.client.Do(req)
-		if err != nil {
-			continue
-		}
-		var out struct {
-			ID string `json:"id"`
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if (resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusOK) &&
-			json.Unmarshal(b, &out) == nil && out.ID != "" {
-			l.mu.Lock()
-			l.accepted[out.ID] = struct{}{}
-			l.mu.Unlock()
+		a := l.post(ctx, (n+attempt)%len(l.stores), body, key)
+		switch a.Status {
+		case http.StatusAccepted, http.StatusOK:
+			if unknown == a.ID {
+				resolve(resolvedRetrySame)
+			} else {
+				resolve(resolvedRetryNew)
+			}
+			l.accept(a.ID)
+			return
+		case http.StatusGatewayTimeout:
+			if unknown != "" && unknown != a.ID {
+				resolve(resolvedRetryNew)
+			}
+			unknown = a.ID
+			if l.lookup(ctx, n, a.ID) {
+				resolve(resolvedLookup)
+				l.accept(a.ID)
+				return
+			}
+		case http.StatusServiceUnavailable, 0:
+		default:
+			l.failed.Add(1) // an answer the judge counts as unexpected: not retried
 			return
 		}
 	}
 	l.failed.Add(1)
+}
+
+// post sends one POST /v1/purchases to Store i and records its answer.
+func (l *loader) post(ctx context.Context, i int, body []byte, key string) postAnswer {
+	l.attempts.Add(1)
+	a := postAnswer{Sent: time.Now(), Store: i}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, l.stores[i]+"/v1/purchases",
+		bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := l.client.Do(req)
+	if err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		a.Status, a.ID = resp.StatusCode, resp.Header.Get("Purchase-Id")
+	}
+	a.Took = time.Since(a.Sent)
+	l.mu.Lock()
+	l.answers = append(l.answers, a)
+	l.mu.Unlock()
+	return a
+}
+
+// lookup reads a 504's Location (GET /v1/purchases/{id}, on either Store) until it answers 200, for up to
+// lookupFor: true when the purchase is stored.
+func (l *loader) lookup(ctx context.Context, n int, id string) bool {
+	const lookupFor = 10 * time.Second
+	deadline := time.Now().Add(lookupFor)
+	for i := n; time.Now().Before(deadline); i++ {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet,
+			l.stores[i%len(l.stores)]+"/v1/purchases/"+id, nil)
+		if resp, err := l.client.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return true
+			}
+		}
+		if !sleep(ctx, 500*time.Millisecond) {
+			return false
+		}
+	}
+	return false
 }
 
 func (l *loader) acceptedIDs() []string {
@@ -126,6 +226,13 @@ func (l *loader) acceptedIDs() []string {
 		ids = append(ids, id)
 	}
 	return ids
+}
+
+// results returns every POST's answer and every 504's resolution.
+func (l *loader) results() ([]postAnswer, []unknownOutcome) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]postAnswer{}, l.answers...), append([]unknownOutcome{}, l.unknowns...)
 }
 
 // outbox is a Store's GET /v1/outbox.
@@ -148,10 +255,89 @@ type monitor struct {
 	maxBacklog  int64
 	breakerOpen map[string]time.Duration // time seen open, per Store
 	breakerSeen map[string]bool
+	foreign     map[string]*counter // store_relay_foreign_answers_total per Store, across restarts
 }
 
 func newMonitor(r *run) *monitor {
-	return &monitor{r: r, breakerOpen: map[string]time.Duration{}, breakerSeen: map[string]bool{}}
+	return &monitor{r: r, breakerOpen: map[string]time.Duration{}, breakerSeen: map[string]bool{},
+		foreign: map[string]*counter{}}
+}
+
+// counter accumulates a Prometheus counter across restarts of the process that exports it (a value lower
+// than the last one is a new process counting from zero). What a killed process counted since the last
+// scrape is lost: the total is a lower bound.
+type counter struct{ last, total float64 }
+
+func (c *counter) observe(v float64) {
+	if v < c.last {
+		c.total += v
+	} else {
+		c.total += v - c.last
+	}
+	c.last = v
+}
+
+// foreignMetric is the relay's count of answers without the Bank's marks.
+const foreignMetric = "store_relay_foreign_answers_total"
+
+// sumMetric sums the samples of a counter (every label set) in a Prometheus text exposition.
+func sumMetric(text []byte, name string) (float64, bool) {
+	var sum float64
+	found := false
+	for _, line := range bytes.Split(text, []byte("\n")) {
+		if !bytes.HasPrefix(line, []byte(name)) || len(line) == len(name) {
+			continue
+		}
+		if c := line[len(name)]; c != '{' && c != ' ' {
+			continue // another metric whose name starts with this one
+		}
+		f := bytes.Fields(line[bytes.LastIndexByte(line, '}')+1:])
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(string(f[0]), 64)
+		if err != nil {
+			continue
+		}
+		sum, found = sum+v, true
+	}
+	return sum, found
+}
+
+// scrapeForeign reads a Store's foreign-answer count.
+func (m *monitor) scrapeForeign(ctx context.Context, name, url string) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return
+	}
+	v, ok := sumMetric(b, foreignMetric)
+	if !ok {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.foreign[name] == nil {
+		m.foreign[name] = &counter{}
+	}
+	m.foreign[name].observe(v)
+}
+
+// foreignTotal is the foreign answers both Stores counted.
+func (m *monitor) foreignTotal() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var t float64
+	for _, c := range m.foreign {
+		t += c.total
+	}
+	return int64(t)
 }
 
 func (m *monitor) poll(ctx context.Context) (outbox, []string, bool) {
@@ -159,7 +345,7 @@ func (m *monitor) poll(ctx context.Context) (outbox, []string, bool) {
 	var ok bool
 	var states []string
 	for i, u := range m.r.storeURLs {
-		name := m.r.stores[i].name
+		name := m.r.stores[i].Name()
 		var o outbox
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u+"/v1/outbox", nil)
 		c := http.Client{Timeout: time.Second}
@@ -175,6 +361,7 @@ func (m *monitor) poll(ctx context.Context) (outbox, []string, bool) {
 			continue
 		}
 		states = append(states, name+" "+o.Breaker)
+		m.scrapeForeign(ctx, name, u)
 		m.mu.Lock()
 		if o.Breaker == "open" {
 			m.breakerOpen[name] += time.Second

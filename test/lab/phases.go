@@ -3,9 +3,11 @@ package lab
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
+
+	"github.com/txmesh/txmesh/src/localenv/httpfault"
+	"github.com/txmesh/txmesh/src/localenv/proc"
 )
 
 // faultPhase runs the load, the monitor and the fault schedule for cfg.Duration, then stops every fault.
@@ -18,7 +20,7 @@ func (r *run) faultPhase(ctx context.Context) error {
 	}
 	r.exec = newExecutor(r)
 	r.mon = newMonitor(r)
-	r.load = newLoader(r.storeURLs, r.http, r.cfg.Rate, r.cfg.Accounts, r.cfg.Seed)
+	r.load = newLoader(r.storeURLs, r.cfg.Rate, r.cfg.Accounts, r.cfg.Seed)
 	r.started = time.Now()
 	r.res.Started = r.started
 	monCtx, stopMon := context.WithCancel(ctx)
@@ -46,8 +48,12 @@ func (r *run) faultPhase(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, p := range append(append([]*proc{}, r.banks...), r.stores...) {
-		if err := p.start(); err != nil {
+	for _, sc := range r.sidecars {
+		sc.set(httpfault.Faults{})
+	}
+	_ = r.storeStandby.Resume() // the executor resumed it; a cancelled one may not have
+	for _, p := range r.services() {
+		if err := p.Start(); err != nil {
 			return err
 		}
 	}
@@ -70,15 +76,11 @@ func formatCounts(c map[string]int) string {
 func (r *run) drain(ctx context.Context) error {
 	r.logf("draining: Stores restarted gracefully with the generator off")
 	for _, p := range r.stores {
-		if err := p.stop(30 * time.Second); err != nil {
+		if err := p.Stop(30 * time.Second); err != nil {
 			r.res.Errors = append(r.res.Errors, err.Error())
 		}
-		for i, e := range p.env {
-			if strings.HasPrefix(e, "GENERATOR_INTERVAL=") {
-				p.env[i] = "GENERATOR_INTERVAL=0"
-			}
-		}
-		if err := p.start(); err != nil {
+		p.Setenv("GENERATOR_INTERVAL", "0")
+		if err := p.Start(); err != nil {
 			return err
 		}
 	}
@@ -87,31 +89,57 @@ func (r *run) drain(ctx context.Context) error {
 			return err
 		}
 	}
-	deadline := time.Now().Add(r.cfg.DrainTimeout)
-	for {
-		o, _, ok := r.mon.poll(ctx)
-		if ok && o.Backlog == 0 {
-			r.res.TimeToDrain = time.Since(r.started.Add(r.res.FaultPhase))
-			r.logf("drained %.1fs after the faults stopped", r.res.TimeToDrain.Seconds())
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("backlog %d not drained within %s after the faults (see %s)", o.Backlog,
-				r.cfg.DrainTimeout, r.dir)
-		}
-		if !sleep(ctx, 500*time.Millisecond) {
-			return ctx.Err()
+	if err := r.waitDrained(ctx, "the faults"); err != nil {
+		return err
+	}
+	r.res.TimeToDrain = time.Since(r.started.Add(r.res.FaultPhase))
+	r.logf("drained %.1fs after the faults stopped", r.res.TimeToDrain.Seconds())
+	// Dead letters: judged as they are, then redriven with the real command, then judged again.
+	dead, err := r.judgeDeadLetters(ctx)
+	if err != nil {
+		return fmt.Errorf("dead letters: %w", err)
+	}
+	if len(dead) > 0 {
+		r.redrive(ctx, dead)
+		if err := r.waitDrained(ctx, "the redriven purchases"); err != nil {
+			return err
 		}
 	}
+	if err := r.judgeAfterRedrive(ctx); err != nil {
+		return fmt.Errorf("dead letters after the redrive: %w", err)
+	}
+	d := r.res.DeadLetters
+	r.logf("dead letters: %d (the Bank's own rejection %d, applied by the Bank %d, never refused by it %d); "+
+		"redriven %d; left %d", d.Total, d.BankRefused, d.Applied, d.NotRefused, d.Redriven, d.After)
 	r.res.MaxBacklog = r.mon.maxBacklog
 	r.res.BreakerOpen = r.mon.breakerOpen
+	r.res.ForeignCounted = r.mon.foreignTotal()
+	for _, sc := range r.sidecars {
+		r.res.ForeignInjected += sc.in.Stats().Foreign
+	}
 	// Graceful stop, Stores first: nothing moves while the audit reads.
-	for _, p := range append(append([]*proc{}, r.stores...), r.banks...) {
-		if err := p.stop(30 * time.Second); err != nil {
+	for _, p := range append(append([]*proc.Process{}, r.stores...), r.banks...) {
+		if err := p.Stop(30 * time.Second); err != nil {
 			r.res.Errors = append(r.res.Errors, err.Error())
 		}
 	}
 	return nil
 }
 
-var _ = http.StatusOK
+// waitDrained waits until the outbox is empty, for up to the drain timeout after what.
+func (r *run) waitDrained(ctx context.Context, after string) error {
+	deadline := time.Now().Add(r.cfg.DrainTimeout)
+	for {
+		o, _, ok := r.mon.poll(ctx)
+		if ok && o.Backlog == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("backlog %d not drained within %s after %s (see %s)", o.Backlog,
+				r.cfg.DrainTimeout, after, r.dir)
+		}
+		if !sleep(ctx, 500*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+}

@@ -14,6 +14,7 @@ type Result struct {
 	Rate                  float64
 	GeneratorInterval     time.Duration
 	FailoverOnly          bool
+	NegativeRelay         bool // the Store built with -tags txmesh_negative_control
 	WorkDir               string
 	Started               time.Time
 	SetUp, FaultPhase     time.Duration
@@ -27,14 +28,22 @@ type Result struct {
 	Failovers             []FailoverResult
 	Audit                 Audit
 	Check                 Check
-	Errors                []string
+	// The contract at its edges (issue 19): answers without the Bank's marks (the sidecars' count, the
+	// Stores' store_relay_foreign_answers_total, a lower bound across kills), dead letters and their redrive,
+	// the Store API's answers, the standby and stalled-client windows.
+	ForeignInjected, ForeignCounted int64
+	DeadLetters                     DeadLetters
+	API                             API
+	Standbys                        []StandbyResult
+	Stalls                          []StallResult
+	Errors                          []string
 
 	failovers []failover
 }
 
 func newResult(cfg Config) *Result {
 	return &Result{Mode: cfg.Mode, Seed: cfg.Seed, Rate: cfg.Rate, GeneratorInterval: cfg.GeneratorInterval,
-		FailoverOnly: cfg.FailoverOnly}
+		FailoverOnly: cfg.FailoverOnly, NegativeRelay: cfg.NegativeRelay}
 }
 
 // Lost is the authoritative count of transactions the Bank acknowledged but no longer has: txaudit's when
@@ -62,6 +71,7 @@ func (r *Result) Defects() []string {
 	add(max(a.Imbalanced, c.Imbalanced), "imbalanced accounts")
 	add(c.AcceptedMissing, "accepted by the Store API but missing from store-db")
 	add(c.Pending, "still pending")
+	d = append(d, r.ContractDefects()...)
 	if a.Ran && a.Err != "" {
 		d = append(d, "txaudit: "+a.Err)
 	}
@@ -76,13 +86,50 @@ func (r *Result) Defects() []string {
 	return d
 }
 
+// ContractDefects lists what breaks the contract at its edges: a purchase ended by anything but the Bank's
+// own rejection, a Store answer that said something false, a redrive that did not account for its dead
+// letters, foreign answers the Stores did not count.
+func (r *Result) ContractDefects() []string {
+	var d []string
+	add := func(n int, what string) {
+		if n > 0 {
+			d = append(d, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	dl, a := r.DeadLetters, r.API
+	add(dl.Applied, "dead letters of transactions the Bank applied")
+	add(dl.NotRefused, "dead letters the Bank never refused")
+	add(dl.AfterNotRefused, "dead letters after the redrive that the Bank did not refuse")
+	add(dl.AuditMismatch, "dead letters and redrive audit lines that do not match")
+	if dl.RedriveErr != "" {
+		d = append(d, "store redrive: "+dl.RedriveErr)
+	}
+	add(a.False503, "false 503s (a 503'd Purchase-Id stored)")
+	add(a.Unexpected, "POST answers other than 202, 503 and 504")
+	add(a.DoubleAfter504, "504'd purchases stored besides their retry's")
+	if r.ForeignInjected > 0 && r.ForeignCounted == 0 {
+		d = append(d, fmt.Sprintf("%d foreign answers injected, none counted by the Stores (%s)",
+			r.ForeignInjected, foreignMetric))
+	}
+	return d
+}
+
 // Passed: a synchronous run must have no defect; the negative control must have lost transactions (a lab
-// that cannot fail proves nothing).
+// that cannot fail proves nothing); the relay's negative control must be caught ending purchases on
+// something else's word (dead letters the Bank never refused or had applied), or losing or mismatching.
 func (r *Result) Passed() bool {
-	if r.Mode == Async {
+	switch {
+	case r.Mode == Async:
 		return r.Lost() > 0
+	case r.NegativeRelay:
+		return r.caught() > 0
 	}
 	return len(r.Defects()) == 0
+}
+
+// caught counts what the judge holds against the relay's negative control.
+func (r *Result) caught() int {
+	return r.DeadLetters.Applied + r.DeadLetters.NotRefused + r.Lost() + max(r.Audit.Mismatched, r.Check.Mismatched)
 }
 
 // Verdict is one line for the table.
@@ -92,6 +139,12 @@ func (r *Result) Verdict() string {
 		return fmt.Sprintf("PASS: loss detected as expected (%d lost)", r.Lost())
 	case r.Mode == Async:
 		return "FAIL: no loss detected: the lab cannot fail"
+	case r.NegativeRelay && r.Passed():
+		return fmt.Sprintf("PASS: caught as expected (%d dead letters the Bank never refused, %d of transactions "+
+			"it applied, %d lost, %d mismatched)", r.DeadLetters.NotRefused, r.DeadLetters.Applied, r.Lost(),
+			max(r.Audit.Mismatched, r.Check.Mismatched))
+	case r.NegativeRelay:
+		return "FAIL: the old relay policy was not caught: the lab cannot tell the Bank's word from a mesh's"
 	case r.Passed():
 		return "PASS: zero loss"
 	}
@@ -112,8 +165,11 @@ func Table(runs ...*Result) string {
 	sep := []string{"---"}
 	for _, r := range runs {
 		name := "synchronous standby"
-		if r.Mode == Async {
+		switch {
+		case r.Mode == Async:
 			name = "negative control: async + replication cut"
+		case r.NegativeRelay:
+			name = "negative control: old relay policy (any 4xx dead-letters)"
 		}
 		head, sep = append(head, name), append(sep, "---:")
 	}
@@ -176,6 +232,7 @@ func Table(runs ...*Result) string {
 		}
 		return fmt.Sprint(r.Audit.Exit)
 	})
+	contractRows(row)
 	row("max backlog", func(r *Result) string { return fmt.Sprint(r.MaxBacklog) })
 	row("breaker seen open (per Store)", func(r *Result) string {
 		var names []string
@@ -220,4 +277,71 @@ func Table(runs ...*Result) string {
 	})
 	row("**verdict**", func(r *Result) string { return "**" + r.Verdict() + "**" })
 	return b.String()
+}
+
+// contractRows are the table's rows for the contract at its edges (issue 19).
+func contractRows(row func(string, func(*Result) string)) {
+	row("foreign answers: injected by the sidecars / counted by the Stores", func(r *Result) string {
+		return fmt.Sprintf("%d / %d", r.ForeignInjected, r.ForeignCounted)
+	})
+	row("dead letters: **the Bank's own rejection** / applied by the Bank / never refused by it", func(r *Result) string {
+		d := r.DeadLetters
+		return fmt.Sprintf("**%d** / %d / %d", d.BankRefused, d.Applied, d.NotRefused)
+	})
+	row("redriven (`store redrive --all` audit lines) / left after", func(r *Result) string {
+		d := r.DeadLetters
+		s := fmt.Sprintf("%d of %d / %d", d.Redriven, d.Total, d.After)
+		if d.AuditMismatch > 0 || d.RedriveErr != "" {
+			s += fmt.Sprintf(" (%d not matching; %s)", d.AuditMismatch, d.RedriveErr)
+		}
+		return s
+	})
+	row("POST answers: 202 / 503 / 504 / other / none", func(r *Result) string {
+		b := r.API.ByStatus
+		other := r.API.Posts - b[202] - b[503] - b[504] - b[0]
+		return fmt.Sprintf("%d / %d / %d / %d / %d", b[202], b[503], b[504], other, b[0])
+	})
+	row("**false 503s** (503'd Purchase-Id in store-db)", func(r *Result) string {
+		return fmt.Sprintf("**%d**", r.API.False503)
+	})
+	row("outcome unknown (504): by lookup / retry, same id / retry, new id / unresolved", func(r *Result) string {
+		u := r.API.Resolved
+		return fmt.Sprintf("%d / %d / %d / %d", u[resolvedLookup], u[resolvedRetrySame], u[resolvedRetryNew],
+			u[unresolved])
+	})
+	row("store-db standby gone: seconds → POSTs 202/503/504/none → standby back to first 202 (< 5 s)",
+		func(r *Result) string {
+			var parts []string
+			for _, s := range r.Standbys {
+				b := s.ByStatus
+				back := "never"
+				if s.ToAccepting >= 0 {
+					back = fmt.Sprintf("%.2f s", s.ToAccepting.Seconds())
+					if s.ToAccepting >= 5*time.Second {
+						back += " (MISSED)"
+					}
+				}
+				parts = append(parts, fmt.Sprintf("%.0f s → %d/%d/%d/%d → %s", s.Gone.Seconds(), b[202], b[503], b[504],
+					b[0], back))
+			}
+			if len(parts) == 0 {
+				return "–"
+			}
+			return strings.Join(parts, "; ")
+		})
+	row("stalled clients: normal clients' p99 on that Store (< 2 s), max, POSTs", func(r *Result) string {
+		var parts []string
+		for _, s := range r.Stalls {
+			mark := ""
+			if s.P99 >= 2*time.Second {
+				mark = " (MISSED)"
+			}
+			parts = append(parts, fmt.Sprintf("%s %.0f s: p99 %.3f s%s, max %.3f s, %d POSTs", s.Store, s.For.Seconds(),
+				s.P99.Seconds(), mark, s.Max.Seconds(), s.Posts))
+		}
+		if len(parts) == 0 {
+			return "–"
+		}
+		return strings.Join(parts, "; ")
+	})
 }
