@@ -67,6 +67,7 @@ var istioSpecs = map[schema.GroupVersionKind]func() proto.Message{
 	gvk("networking.istio.io", "v1", "VirtualService"):    func() proto.Message { return &(&networkingv1.VirtualService{}).Spec },
 	gvk("networking.istio.io", "v1", "DestinationRule"):   func() proto.Message { return &(&networkingv1.DestinationRule{}).Spec },
 	gvk("networking.istio.io", "v1", "Sidecar"):           func() proto.Message { return &(&networkingv1.Sidecar{}).Spec },
+	gvk("networking.istio.io", "v1", "Gateway"):           func() proto.Message { return &(&networkingv1.Gateway{}).Spec },
 	gvk("security.istio.io", "v1", "PeerAuthentication"):  func() proto.Message { return &(&securityv1.PeerAuthentication{}).Spec },
 	gvk("security.istio.io", "v1", "AuthorizationPolicy"): func() proto.Message { return &(&securityv1.AuthorizationPolicy{}).Spec },
 }

@@ -43,3 +43,20 @@ func TestClusters(t *testing.T) {
 		})
 	}
 }
+
+// TestMarkedImages: the images entries image automation writes, read from each overlay it updates.
+func TestMarkedImages(t *testing.T) {
+	for dir, want := range map[string]markedImage{
+		"kustomize/overlays/minikube":   {name: "ghcr.io/txmesh/txmesh", image: "ghcr.io/txmesh/txmesh", tag: "0.1.0", namespace: "flux-system", policy: "txmesh"},
+		"kustomize/overlays/production": {name: "ghcr.io/txmesh/txmesh", image: "ghcr.io/txmesh/txmesh", tag: "0.1.0", namespace: "flux-system", policy: "txmesh"},
+		"kustomize/overlays/e2e":        {name: "ghcr.io/txmesh/txmesh", image: "txmesh.local/txmesh", tag: "e2e", namespace: "flux-system", policy: "txmesh"},
+	} {
+		text, err := readRepoFile(dir + "/kustomization.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := markedImages(text); len(got) != 1 || got[0] != want {
+			t.Errorf("%s: %+v, want [%+v]", dir, got, want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ module github.com/txmesh/txmesh/test/manifests
 go 1.26.4
 
 require (
+	github.com/Masterminds/semver/v3 v3.5.0
 	github.com/cloudnative-pg/api v1.30.0
 	github.com/fluxcd/flagger v1.44.0
 	github.com/fluxcd/helm-controller/api v1.6.4

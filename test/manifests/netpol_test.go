@@ -2,46 +2,12 @@ package manifests
 
 import (
 	"path"
-	"sort"
 	"strings"
 	"testing"
 
 	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
 )
-
-// podLabelSets: the labels of every pod an overlay creates, by owner — Deployments' and Jobs' templates, and
-// each CloudNativePG Cluster's instance pods (labelled cnpg.io/cluster=<name> and cnpg.io/podRole=instance
-// by the operator).
-func podLabelSets(s *Set) map[string]labels.Set {
-	out := map[string]labels.Set{}
-	for id, t := range podTemplates(s) {
-		out[id] = labels.Set(t.Labels)
-	}
-	for _, o := range s.Objects {
-		if o.U.GetKind() == "Cluster" && strings.HasPrefix(o.U.GetAPIVersion(), "postgresql.cnpg.io/") {
-			out[o.ID()] = labels.Set{"cnpg.io/cluster": o.U.GetName(), "cnpg.io/podRole": "instance"}
-		}
-	}
-	return out
-}
-
-func selects(sel *metav1.LabelSelector, pods map[string]labels.Set) ([]string, error) {
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil {
-		return nil, err
-	}
-	var owners []string
-	for id, l := range pods {
-		if s.Matches(l) {
-			owners = append(owners, id)
-		}
-	}
-	sort.Strings(owners)
-	return owners, nil
-}
 
 // TestNetworkPoliciesSelectPods: in every overlay, each NetworkPolicy's podSelector selects a pod the overlay
 // creates, and so does each peer podSelector of its own namespace (a peer with a namespaceSelector is another
@@ -103,9 +69,10 @@ func TestNetworkPoliciesSelectPods(t *testing.T) {
 }
 
 // TestKindPoliciesAdmitTheKindNetwork: overlays/kind rewrites, by name, the e2e overlay's policies that admit
-// make e2e's host (10.250.0.1, the bridge of the throwaway cluster) to the kind network; a policy renamed or
-// added there without the kind patch would keep an address that means nothing on kind, and the workflow's
-// client would be refused. Every ipBlock of the kind render must be the kind network.
+// make e2e's host (10.250.0.1, the bridge of the throwaway cluster) or let the databases reach its API server
+// there, to the kind network; a policy renamed or added there without the kind patch would keep an address
+// that means nothing on kind, and the workflow's client (or the instance managers) would be refused. Every
+// ipBlock of the kind render, in and out, must be the kind network.
 func TestKindPoliciesAdmitTheKindNetwork(t *testing.T) {
 	objs, err := Render("kustomize/overlays/kind")
 	if err != nil {
@@ -116,22 +83,24 @@ func TestKindPoliciesAdmitTheKindNetwork(t *testing.T) {
 		if o.U.GetKind() != "NetworkPolicy" {
 			continue
 		}
-		rules, _, _ := unstructured.NestedSlice(o.U.Object, "spec", "ingress")
-		for _, r := range rules {
-			from, _, _ := unstructured.NestedSlice(r.(map[string]any), "from")
-			for _, f := range from {
-				cidr, ok, _ := unstructured.NestedString(f.(map[string]any), "ipBlock", "cidr")
-				if !ok {
-					continue
-				}
-				n++
-				if cidr != "172.30.0.0/24" {
-					t.Errorf("NetworkPolicy %s admits %s, want the kind network 172.30.0.0/24", o.U.GetName(), cidr)
+		for _, dir := range [][2]string{{"ingress", "from"}, {"egress", "to"}} {
+			rules, _, _ := unstructured.NestedSlice(o.U.Object, "spec", dir[0])
+			for _, r := range rules {
+				peers, _, _ := unstructured.NestedSlice(r.(map[string]any), dir[1])
+				for _, f := range peers {
+					cidr, ok, _ := unstructured.NestedString(f.(map[string]any), "ipBlock", "cidr")
+					if !ok {
+						continue
+					}
+					n++
+					if cidr != "172.30.0.0/24" {
+						t.Errorf("NetworkPolicy %s %s %s, want the kind network 172.30.0.0/24", o.U.GetName(), map[string]string{"ingress": "admits", "egress": "lets out to"}[dir[0]], cidr)
+					}
 				}
 			}
 		}
 	}
-	if n < 3 {
-		t.Errorf("%d ipBlocks in the kind render, want the e2e client's, its metric reads' and the pod proxy's", n)
+	if n < 4 {
+		t.Errorf("%d ipBlocks in the kind render, want the e2e client's, its metric reads', the pod proxy's and the API server's", n)
 	}
 }

@@ -38,8 +38,38 @@ func TestOverlays(t *testing.T) {
 	}
 }
 
-// TestComponentsAreUsed: every component is rendered by at least one overlay (so it is validated), and has a
-// README.
+// TestAddOns renders each add-on beside each overlay it is meant for, decodes and schema-validates the union
+// and applies the app house rules with the overlay's environment (the Job rules, the NetworkPolicy rules).
+func TestAddOns(t *testing.T) {
+	for addOn, overlays := range AddOns {
+		for _, o := range overlays {
+			t.Run(o+"+"+addOn, func(t *testing.T) {
+				objs, err := RenderWithAddOn(o, addOn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range Check(objs) {
+					t.Error(p)
+				}
+				env, err := EnvironmentOf(o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := &Set{Name: o + "+" + addOn, Objects: objs, Environment: env}
+				for _, p := range RunRules(s, AppRules) {
+					t.Error(p)
+				}
+				own, _ := Render(addOn)
+				if len(own) == 0 {
+					t.Errorf("%s renders nothing", addOn)
+				}
+			})
+		}
+	}
+}
+
+// TestComponentsAreUsed: every component is rendered by at least one overlay, or beside overlays as an add-on
+// (so it is validated), and has a README.
 func TestComponentsAreUsed(t *testing.T) {
 	comps, err := Components()
 	if err != nil {
@@ -58,7 +88,7 @@ func TestComponentsAreUsed(t *testing.T) {
 		if _, err := readFile(c + "/README.md"); err != nil {
 			t.Errorf("%s has no README.md", c)
 		}
-		if !strings.Contains(text, "../../components/"+c[len("kustomize/components/"):]) {
+		if _, addOn := AddOns[c]; !addOn && !strings.Contains(text, "../../components/"+c[len("kustomize/components/"):]) {
 			t.Errorf("%s is used by no overlay, so it is never rendered and validated", c)
 		}
 	}

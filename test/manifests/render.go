@@ -116,6 +116,33 @@ func rel(dir string) string {
 	return dir
 }
 
+// AddOns are components a user applies by hand into a running deployment (kubectl -n txmesh apply -k), listed
+// by no overlay: each is validated together with every overlay named here, as it would be applied beside it.
+var AddOns = map[string][]string{
+	"kustomize/components/audit": {"kustomize/overlays/minikube", "kustomize/overlays/production", "kustomize/overlays/e2e"},
+}
+
+// AddOnNamespace is where the add-ons are applied (kubectl -n).
+const AddOnNamespace = "txmesh"
+
+// RenderWithAddOn renders an overlay and, beside it, an add-on component with its objects in AddOnNamespace.
+func RenderWithAddOn(overlay, addOn string) ([]Object, error) {
+	objs, err := Render(overlay)
+	if err != nil {
+		return nil, err
+	}
+	extra, err := Render(addOn)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range extra {
+		if o.U.GetNamespace() == "" {
+			o.U.SetNamespace(AddOnNamespace)
+		}
+	}
+	return append(objs, extra...), nil
+}
+
 // Overlays lists kustomize/overlays/*.
 func Overlays() ([]string, error) {
 	return subdirs("kustomize/overlays")
