@@ -9,6 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/txmesh/txmesh/test/cluster/istio"
 	"github.com/txmesh/txmesh/test/cluster/kind"
 	"github.com/txmesh/txmesh/test/cluster/stack"
 )
@@ -33,33 +34,36 @@ type Attach struct {
 	Registry   string // host:port, plain HTTP; the overlay names its images <Registry>/txmesh
 	Overlay    string // kustomize/overlays/<Overlay>
 	Network    string // the docker network of the kind nodes
+	// Mesh: Istio runs on the cluster and Overlay puts txmesh in its mesh (kustomize/overlays/kind-mesh): the
+	// run is meshSchedule, its client comes through the ingress gateway.
+	Mesh bool
 }
 
-// notAttached says why a scenario cannot run on an attached cluster: such a row is reported as not run
-// (never passed). Every other scenario runs there as it does here.
-var notAttached = map[string]string{
-	"metrics": "asks the harness's own Prometheus (namespace monitoring, its scrape jobs txmesh-apps and " +
-		"cnpg-instances); kube-prometheus-stack names its Service and jobs otherwise",
-	"network-policies": "needs the harness's enforcer (kube-network-policies built here), its busybox image " +
-		"and this machine's processes",
-	"cd-bootstrap":   "installs Flux's controllers built here and serves Git from the throwaway cluster's bridge",
-	"cd-drift":       "needs cd-bootstrap",
-	"cd-release":     "needs cd-bootstrap",
-	"cd-bad-release": "needs cd-bootstrap",
-}
-
-// splitAttached separates the schedule into what runs attached and the rows of what cannot, in order.
+// splitAttached separates the schedule into what runs attached and the rows of what cannot, in order: a
+// scenario that needs a harness component (only the throwaway cluster has them), or a scenario that cannot
+// run there, is reported as not run with the reason (never passed). Every other scenario runs there as it
+// does here.
 func splitAttached(sched []scenario) (run []scenario, skipped []*Row) {
+	notRun := map[string]bool{}
 	for _, sc := range sched {
-		if why, ok := notAttached[sc.name]; ok {
-			r := &Row{Name: sc.name, Expect: "clean", NotRun: why, Checks: []string{}}
-			if sc.negative {
-				r.Expect = "loss"
+		var why []string
+		for _, n := range sc.needs {
+			if d, ok := harness[n]; ok {
+				why = append(why, d)
+			} else if notRun[n] {
+				why = append(why, n+", which cannot run here")
 			}
-			skipped = append(skipped, r)
+		}
+		if len(why) == 0 {
+			run = append(run, sc)
 			continue
 		}
-		run = append(run, sc)
+		notRun[sc.name] = true
+		r := &Row{Name: sc.name, Expect: "clean", NotRun: "needs " + strings.Join(why, "; "), Checks: []string{}}
+		if sc.negative {
+			r.Expect = "loss"
+		}
+		skipped = append(skipped, r)
 	}
 	return run, skipped
 }
@@ -70,7 +74,7 @@ func runAttached(ctx context.Context, o Options, sched []scenario) (*Result, err
 	res := &Result{Rate: o.Rate, Seed: o.Seed, StartedAt: time.Now().UTC(), Timing: map[string]float64{}}
 	t0 := time.Now()
 	s, err := stack.Attach(ctx, stack.AttachOptions{RepoRoot: o.Repo, Kubeconfig: o.Attach.Kubeconfig,
-		Registry: o.Attach.Registry, Overlay: o.Attach.Overlay, Log: o.Log})
+		Registry: o.Attach.Registry, Overlay: o.Attach.Overlay, Mesh: o.Attach.Mesh, Log: o.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -122,6 +126,10 @@ func (e *env) describeAttached(ctx context.Context, res *Result) error {
 	res.Cluster.Kubernetes = v.GitVersion
 	res.Cluster.CNPG = "installed beside the run (its chart)"
 	res.Cluster.Mesh = "none in namespace " + namespace + ": the apps' own mTLS (kustomize/overlays/" + e.opts.Attach.Overlay + ")"
+	if e.opts.Attach.Mesh {
+		res.Cluster.Mesh = "Istio " + istio.Version + " (sidecars, STRICT mTLS, mesh/) in namespace " + namespace +
+			" (kustomize/overlays/" + e.opts.Attach.Overlay + ")"
+	}
 	nl, err := e.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err

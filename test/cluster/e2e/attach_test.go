@@ -7,23 +7,10 @@ import (
 	"testing"
 )
 
-// Every row that cannot run attached names a real scenario (a renamed one would otherwise run there unnoticed).
-func TestNotAttachedNamesScenarios(t *testing.T) {
-	var names []string
-	for _, sc := range scenarios() {
-		names = append(names, sc.name)
-	}
-	for n := range notAttached {
-		if !slices.Contains(names, n) {
-			t.Errorf("notAttached names %q, which is no scenario (%v)", n, names)
-		}
-	}
-}
-
 // The default schedule attached: the node faults, database failovers, drain and releases run; the rows
 // bound to the throwaway cluster are reported, in schedule order, as not run with a reason and not passed.
 func TestSplitAttachedDefaultSchedule(t *testing.T) {
-	sched, err := schedule(nil)
+	sched, _, err := plan(schedule, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,9 +43,9 @@ func TestSplitAttachedDefaultSchedule(t *testing.T) {
 	}
 }
 
-// Named opt-in rows that cannot run attached are reported, not dropped.
+// Named rows that cannot run attached are reported, not dropped; so is what they need.
 func TestSplitAttachedNamed(t *testing.T) {
-	sched, err := schedule([]string{"steady", "cd-bootstrap", "network-policies", "node-cut"})
+	sched, _, err := plan(schedule, []string{"steady", "cd-bootstrap", "network-policies", "node-cut"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +55,18 @@ func TestSplitAttachedNamed(t *testing.T) {
 	}
 	if got := rowNames(skipped); !slices.Equal(got, []string{"network-policies", "cd-bootstrap"}) {
 		t.Fatalf("not run %v, want network-policies and cd-bootstrap", got)
+	}
+	sched, _, err = plan(schedule, []string{"cd-release"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, skipped = splitAttached(sched)
+	if len(run) != 0 || !slices.Equal(rowNames(skipped), []string{"cd-bootstrap", "cd-release"}) {
+		t.Fatalf("cd-release attached: run %d, not run %v; want cd-bootstrap and cd-release not run", len(run),
+			rowNames(skipped))
+	}
+	if why := skipped[1].NotRun; why != "needs cd-bootstrap, which cannot run here" {
+		t.Fatalf("cd-release attached: not run because %q", why)
 	}
 }
 

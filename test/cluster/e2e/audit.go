@@ -11,7 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/txmesh/txmesh/test/cluster/deploy"
+	"github.com/txmesh/txmesh/test/cluster/manifests"
 )
 
 //go:embed audit-job.yaml
@@ -25,6 +25,16 @@ type auditReport struct {
 		Transactions int64 `json:"transactions"`
 		Approved     int64 `json:"approved"`
 		Declined     int64 `json:"declined"`
+		// Canary is the Bank's traffic on canary accounts; OnCustomerAccounts the canary checks' transactions
+		// that spent a customer's account instead (the webhooks must never).
+		Canary struct {
+			Transactions       int64 `json:"transactions"`
+			OnCustomerAccounts struct {
+				Transactions int64            `json:"transactions"`
+				Approved     int64            `json:"approved"`
+				Amounts      map[string]int64 `json:"approved_amounts"`
+			} `json:"on_customer_accounts"`
+		} `json:"canary"`
 	} `json:"bank"`
 	Defects  map[string]int64 `json:"defects"`
 	Findings []struct {
@@ -39,7 +49,7 @@ type auditReport struct {
 // audit runs txaudit as a Job and returns its report.
 func (e *env) audit(ctx context.Context, name string, wait time.Duration) (*auditReport, error) {
 	y := strings.NewReplacer("NAME", name, "IMAGE", e.image, "WAIT", wait.String()).Replace(auditJob)
-	objs, err := deploy.Decode([]byte(y))
+	objs, err := manifests.Decode([]byte(y))
 	if err != nil {
 		return nil, err
 	}
@@ -89,4 +99,15 @@ func (e *env) audit(ctx context.Context, name string, wait time.Duration) (*audi
 		return nil, fmt.Errorf("audit job %s: report not JSON: %w\n%s", name, err, logs)
 	}
 	return &r, nil
+}
+
+// canaryOnCustomers says what the canary checks (the harness's webhooks) spent of customers' accounts, ""
+// when nothing: they spend canary accounts only.
+func (r *auditReport) canaryOnCustomers() string {
+	o := r.Bank.Canary.OnCustomerAccounts
+	if o.Transactions == 0 {
+		return ""
+	}
+	return fmt.Sprintf("canary checks spent customer accounts: %d transactions, %d approved (%v minor units; "+
+		"txaudit bank.canary.on_customer_accounts)", o.Transactions, o.Approved, o.Amounts)
 }

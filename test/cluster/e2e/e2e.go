@@ -3,35 +3,37 @@
 // and node failures, a drain, rolling updates, a bad release, and a negative control that must lose — and
 // judges each with txaudit run as a Job in the cluster plus a lookup of every purchase the Store accepted.
 // It prints a table and writes e2e-results/e2e.json; the shape follows test/lab (schedule, judge, table, JSON).
+// Each scenario is one file, scenario_<name>.go (its fault, needs and checks); schedule.go is the order.
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/txmesh/txmesh/test/cluster/build"
+	"github.com/txmesh/txmesh/test/cluster/cnpg"
+	"github.com/txmesh/txmesh/test/cluster/gitserver"
 	"github.com/txmesh/txmesh/test/cluster/kube"
 	"github.com/txmesh/txmesh/test/cluster/stack"
+	"github.com/txmesh/txmesh/test/cluster/txmesh"
 )
 
-const namespace = stack.Namespace
+const namespace = txmesh.Namespace
 
 // Options configure Run.
 type Options struct {
 	Repo      string
-	Scenarios []string // names to run, in the schedule's order; all when empty
+	Scenarios []string // names to run (and what they need), in the schedule's order; all when empty
 	Keep      bool     // leave the cluster up afterwards
 	Rate      float64  // purchases per second from the driver
 	Seed      uint64
@@ -90,10 +92,10 @@ type env struct {
 	client  *http.Client
 	store   string // https://<store ClusterIP>:8080 (set under storeMu: the load reads it)
 	storeMu sync.Mutex
-	image   string        // the txmesh image deployed
-	gitops  *stack.GitOps // the Git server Flux reconciles from, once cd-bootstrap ran
-	hooks   *flaggerHooks // the webhooks Flagger calls, once cd-bootstrap ran
-	emptied time.Time     // when cd-bootstrap emptied the namespace
+	image   string            // the txmesh image deployed
+	gitops  *gitserver.GitOps // the Git server Flux reconciles from, once cd-bootstrap ran
+	hooks   *flaggerHooks     // the webhooks Flagger calls, once cd-bootstrap ran
+	emptied time.Time         // when cd-bootstrap emptied the namespace
 	opts    Options
 	log     io.Writer
 }
@@ -110,9 +112,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Out == "" {
 		o.Out = filepath.Join(o.Repo, "e2e-results")
 	}
-	sched, err := schedule(o.Scenarios)
+	sched, added, err := planFor(o.Attach != nil && o.Attach.Mesh, o.Scenarios)
 	if err != nil {
 		return nil, err
+	}
+	for _, a := range added {
+		fmt.Fprintf(o.Log, "e2e: also running %s\n", a)
 	}
 	if o.Attach != nil {
 		return runAttached(ctx, o, sched)
@@ -135,7 +140,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.Cluster.Kubernetes, res.Cluster.CNPG = build.KubernetesVersion, build.CNPGVersion
+	res.Cluster.Kubernetes, res.Cluster.CNPG = kube.Version, cnpg.Version
 	res.Cluster.Containerd = containerdVersion()
 	res.Cluster.Mesh = "none: the apps' own mTLS (no Envoy build is obtainable offline)"
 	for _, n := range s.Cluster.Nodes() {
@@ -169,11 +174,17 @@ func newEnv(ctx context.Context, s *stack.Stack, c nodes, o Options) (*env, erro
 	if err != nil {
 		return nil, err
 	}
-	client, err := newClient(s.TLS)
-	if err != nil {
+	e := &env{s: s, c: c, cs: cs, image: s.Images["txmesh"].Ref, opts: o, log: o.Log}
+	if s.Meshed() {
+		e.client = meshClient()
+		if e.store, err = e.meshStoreURL(ctx); err != nil {
+			return nil, err
+		}
+		return e, e.waitStoreReachable(ctx, 2*time.Minute)
+	}
+	if e.client, err = newClient(s.TLS); err != nil {
 		return nil, err
 	}
-	e := &env{s: s, c: c, cs: cs, client: client, image: s.Images["txmesh"].Ref, opts: o, log: o.Log}
 	if e.store, err = e.serviceURL(ctx, "store"); err != nil {
 		return nil, err
 	}
@@ -192,7 +203,7 @@ func (e *env) runScenario(ctx context.Context, sc scenario, seed uint64) *Row {
 	if sc.negative {
 		row.Expect = "loss"
 	}
-	e.logf("── scenario %s: %s", sc.name, sc.what)
+	e.logf("── scenario %s: %s", sc.name, sc.fault)
 	start := time.Now()
 	var err error
 	if sc.before != nil {
@@ -225,6 +236,9 @@ func (e *env) runScenario(ctx context.Context, sc scenario, seed uint64) *Row {
 		row.Error = strings.TrimSpace(row.Error + "; audit: " + aerr.Error())
 	} else {
 		row.Audit = rep
+		if msg := rep.canaryOnCustomers(); msg != "" {
+			row.Error = strings.TrimSpace(row.Error + "; " + msg)
+		}
 		row.Lost, row.Unknown, row.Duplicated = rep.Defects["lost"], rep.Defects["unknown"], rep.Defects["duplicate"]
 		row.Mismatched, row.Imbalanced = rep.Defects["mismatch"], rep.Defects["imbalance"]
 		for _, n := range rep.Purchases {
@@ -246,6 +260,9 @@ func (e *env) runScenario(ctx context.Context, sc scenario, seed uint64) *Row {
 	if len(row.Client.Why5xx) > 0 {
 		e.logf("scenario %s: the clients' 5xx answers: %v", sc.name, row.Client.Why5xx)
 	}
+	if !row.Passed {
+		e.failureLogs(ctx, sc.name, time.Since(start))
+	}
 	return row
 }
 
@@ -264,6 +281,9 @@ func judge(sc scenario, r *Row, rep *auditReport) bool {
 	if sc.noClientErrors {
 		clean = clean && r.Client5xx == 0 && r.Failed == 0
 	}
+	if sc.retriesOnly {
+		clean = clean && r.Client.Other5xx == 0 && r.Failed == 0
+	}
 	return clean
 }
 
@@ -275,29 +295,11 @@ func write(res *Result, dir string) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "e2e.json"), append(b, '\n'), 0o644)
-}
-
-func schedule(names []string) ([]scenario, error) {
-	all := scenarios()
-	if len(names) == 0 {
-		return all, nil
+	if err := os.WriteFile(filepath.Join(dir, "e2e.json"), append(b, '\n'), 0o644); err != nil {
+		return err
 	}
-	var out []scenario
-	var known []string
-	for _, s := range all {
-		known = append(known, s.name)
-		if slices.Contains(names, s.name) {
-			out = append(out, s)
-		}
-	}
-	for _, n := range names {
-		if !slices.Contains(known, n) {
-			return nil, fmt.Errorf("unknown scenario %q (E2E_SCENARIOS takes: %s)", n, strings.Join(known, ","))
-		}
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no scenario selected")
-	}
-	return out, nil
+	// The table as printed, beside the JSON: the workflows upload the directory and show the table.
+	var t bytes.Buffer
+	res.Table(&t)
+	return os.WriteFile(filepath.Join(dir, "table.md"), t.Bytes(), 0o644)
 }

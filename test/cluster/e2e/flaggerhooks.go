@@ -25,9 +25,10 @@ const hooksPort = 5002
 // flaggerHooks is make e2e's stand-in for flagger-loadtester, an image of which built here would hold its binary only (no curl,
 // no shell for the webhooks of components/canary): Flagger calls these webhooks on the host's bridge address
 // as it calls the load tester, and they send what production's do — the acceptance test (a transaction on the
-// canary, read back, replayed: the same answer) and a load test (transactions with unique ids on seeded
-// accounts) — to the Service the webhook's metadata names, over the harness's mTLS client. Their
-// transactions carry the probe store ids the audit counts apart (audit.ProbeStores).
+// canary, read back, replayed: the same answer) and a load test (transactions with unique ids) — to the
+// Service the webhook's metadata names, over the harness's mTLS client, on the canary accounts its metadata
+// names (accounts: CANARY-000001..CANARY-000010; the e2e overlay's seed creates them): never a customer's.
+// Their transactions carry the probe store ids the audit counts apart (audit.ProbeStores).
 type flaggerHooks struct {
 	addr    string
 	resolve func(ctx context.Context, svc string) (string, error) // Service → https://<ClusterIP>:8080
@@ -38,28 +39,39 @@ type flaggerHooks struct {
 
 	acceptanceOK, acceptanceFailed               atomic.Int64
 	loadCalls, loadOK, load4xx, load5xx, loadErr atomic.Int64
+	lastFailure                                  atomic.Value // string: why the last acceptance test failed
 }
 
 // hookStats is what the webhooks did, for a row's checks (a difference of two snapshots).
 type hookStats struct {
 	AcceptanceOK, AcceptanceFailed, LoadCalls, LoadOK, Load4xx, Load5xx, LoadErr int64
+	LastFailure                                                                  string
 }
 
 func (h *flaggerHooks) stats() hookStats {
+	last, _ := h.lastFailure.Load().(string)
 	return hookStats{h.acceptanceOK.Load(), h.acceptanceFailed.Load(), h.loadCalls.Load(), h.loadOK.Load(),
-		h.load4xx.Load(), h.load5xx.Load(), h.loadErr.Load()}
+		h.load4xx.Load(), h.load5xx.Load(), h.loadErr.Load(), last}
 }
 
 func (a hookStats) since(b hookStats) hookStats {
-	return hookStats{a.AcceptanceOK - b.AcceptanceOK, a.AcceptanceFailed - b.AcceptanceFailed,
+	d := hookStats{a.AcceptanceOK - b.AcceptanceOK, a.AcceptanceFailed - b.AcceptanceFailed,
 		a.LoadCalls - b.LoadCalls, a.LoadOK - b.LoadOK, a.Load4xx - b.Load4xx, a.Load5xx - b.Load5xx,
-		a.LoadErr - b.LoadErr}
+		a.LoadErr - b.LoadErr, ""}
+	if d.AcceptanceFailed > 0 {
+		d.LastFailure = a.LastFailure
+	}
+	return d
 }
 
 func (a hookStats) String() string {
-	return fmt.Sprintf("acceptance test %d passed, %d failed; load test called %d times: %d transactions answered "+
+	s := fmt.Sprintf("acceptance test %d passed, %d failed; load test called %d times: %d transactions answered "+
 		"2xx, %d 4xx, %d 5xx, %d no answer", a.AcceptanceOK, a.AcceptanceFailed, a.LoadCalls, a.LoadOK, a.Load4xx,
 		a.Load5xx, a.LoadErr)
+	if a.LastFailure != "" {
+		s += "; the last acceptance failure: " + a.LastFailure
+	}
+	return s
 }
 
 // startHooks serves the webhooks on addr until ctx ends.
@@ -85,6 +97,7 @@ type webhookPayload struct {
 	Namespace string            `json:"namespace"`
 	Phase     string            `json:"phase"`
 	Metadata  map[string]string `json:"metadata"`
+	accounts  []string
 }
 
 func decodePayload(r *http.Request) (webhookPayload, error) {
@@ -95,7 +108,52 @@ func decodePayload(r *http.Request) (webhookPayload, error) {
 	if p.Metadata["service"] == "" {
 		return p, errors.New("webhook metadata names no service")
 	}
-	return p, nil
+	var err error
+	p.accounts, err = canaryAccounts(p.Metadata["accounts"])
+	return p, err
+}
+
+// canaryPrefix starts every canary account's id (the main module's payment.CanaryAccountPrefix).
+const canaryPrefix = "CANARY-"
+
+// canaryAccounts parses metadata.accounts: ids and ranges FIRST..LAST of canary accounts, separated by spaces
+// or commas. Anything else is refused: canary load never spends a customer's account.
+func canaryAccounts(s string) ([]string, error) {
+	var out []string
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		first, last, isRange := strings.Cut(f, "..")
+		if !isRange {
+			last = first
+		}
+		a, errA := canaryNumber(first)
+		b, errB := canaryNumber(last)
+		switch {
+		case errA != nil:
+			return nil, errA
+		case errB != nil:
+			return nil, errB
+		case b < a || b-a >= 1000:
+			return nil, fmt.Errorf("webhook metadata accounts: range %q: want FIRST..LAST, at most 1000", f)
+		}
+		for n := a; n <= b; n++ {
+			out = append(out, fmt.Sprintf("%s%06d", canaryPrefix, n))
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("webhook metadata names no accounts: want canary accounts (accounts: " +
+			canaryPrefix + "000001..)")
+	}
+	return out, nil
+}
+
+func canaryNumber(id string) (int, error) {
+	digits, ok := strings.CutPrefix(id, canaryPrefix)
+	n, err := strconv.Atoi(digits)
+	if !ok || err != nil || len(digits) != 6 || n < 1 {
+		return 0, fmt.Errorf("webhook metadata accounts: %q is not a canary account (%s000001…%s999999): "+
+			"canary load never spends a customer's account", id, canaryPrefix, canaryPrefix)
+	}
+	return n, nil
 }
 
 // client talks to svc (bank-canary): the certificate is the app's (bank), whose Service name it carries.
@@ -109,9 +167,10 @@ func (h *flaggerHooks) serveAcceptance(ctx context.Context) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := decodePayload(r)
 		if err == nil {
-			err = h.acceptance(r.Context(), p.Metadata["service"])
+			err = h.acceptance(r.Context(), p.Metadata["service"], p.accounts[0])
 		}
 		if err != nil {
+			h.lastFailure.Store(err.Error())
 			h.acceptanceFailed.Add(1)
 			http.Error(w, err.Error(), http.StatusInternalServerError) // Flagger: a failed check
 			return
@@ -151,15 +210,15 @@ func do(c *http.Client, req *http.Request) (int, map[string]any, error) {
 	return resp.StatusCode, m, nil
 }
 
-// acceptance is components/canary's acceptance test: a transaction on the canary is approved, can be read
-// back, and its replay (same id, same body) gets the same answer.
-func (h *flaggerHooks) acceptance(ctx context.Context, svc string) error {
+// acceptance is components/canary's acceptance test: a transaction on the canary (on a canary account) is
+// approved, can be read back, and its replay (same id, same body) gets the same answer.
+func (h *flaggerHooks) acceptance(ctx context.Context, svc, account string) error {
 	url, err := h.resolve(ctx, svc)
 	if err != nil {
 		return err
 	}
 	c := h.client(svc)
-	id, body := probe("flagger-acceptance", "ACC-000001")
+	id, body := probe("flagger-acceptance", account)
 	code, first, err := post(ctx, c, url, id, body)
 	if err != nil {
 		return fmt.Errorf("POST %s/v1/transactions: %w", svc, err)
@@ -212,7 +271,7 @@ func (h *flaggerHooks) serveLoad(ctx context.Context) http.HandlerFunc {
 		h.mu.Unlock()
 		if !busy {
 			go func() {
-				h.load(ctx, svc, rate, d)
+				h.load(ctx, svc, p.accounts, rate, d)
 				h.mu.Lock()
 				delete(h.loading, svc)
 				h.mu.Unlock()
@@ -222,7 +281,7 @@ func (h *flaggerHooks) serveLoad(ctx context.Context) http.HandlerFunc {
 	}
 }
 
-func (h *flaggerHooks) load(ctx context.Context, svc string, rate float64, d time.Duration) {
+func (h *flaggerHooks) load(ctx context.Context, svc string, accounts []string, rate float64, d time.Duration) {
 	url, err := h.resolve(ctx, svc)
 	if err != nil {
 		h.loadErr.Add(1)
@@ -242,7 +301,7 @@ func (h *flaggerHooks) load(ctx context.Context, svc string, rate float64, d tim
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id, body := probe("flagger-load", fmt.Sprintf("ACC-%06d", i%50+1))
+			id, body := probe("flagger-load", accounts[i%len(accounts)])
 			switch code, _, err := post(ctx, c, url, id, body); {
 			case err != nil:
 				h.loadErr.Add(1)

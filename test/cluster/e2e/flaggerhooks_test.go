@@ -19,6 +19,11 @@ type fakeBank struct {
 	seen         map[string]map[string]any
 	replayStatus string
 	stores       map[string]int
+	accounts     map[string]int
+}
+
+func newFakeBank() *fakeBank {
+	return &fakeBank{seen: map[string]map[string]any{}, stores: map[string]int{}, accounts: map[string]int{}}
 }
 
 func (b *fakeBank) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -34,6 +39,8 @@ func (b *fakeBank) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id, _ := tx["id"].(string)
 		store, _ := tx["store_id"].(string)
 		b.stores[store]++
+		account, _ := tx["account_id"].(string)
+		b.accounts[account]++
 		if prev, ok := b.seen[id]; ok {
 			if b.replayStatus != "" {
 				prev = map[string]any{"id": id, "status": b.replayStatus}
@@ -88,19 +95,23 @@ func callHook(t *testing.T, url, body string) int {
 
 const hookPayload = `{"name":"bank","namespace":"txmesh","phase":"Progressing","metadata":{"service":"bank-canary"%s}}`
 
+// canary is the accounts metadata of kustomize/overlays/e2e-cd/canary-bank.yaml's webhooks.
+const canary = `,"accounts":"CANARY-000001"`
+
 func TestAcceptanceHookPassesOnAnIdempotentBankAndFailsOtherwise(t *testing.T) {
-	bank := &fakeBank{seen: map[string]map[string]any{}, stores: map[string]int{}}
+	bank := newFakeBank()
 	h, url := startFakeHooks(t, bank)
-	if code := callHook(t, url+"/acceptance", strings.Replace(hookPayload, "%s", "", 1)); code != http.StatusOK {
+	if code := callHook(t, url+"/acceptance", strings.Replace(hookPayload, "%s", canary, 1)); code != http.StatusOK {
 		t.Fatalf("acceptance on an idempotent Bank: %d, want 200", code)
 	}
-	if bank.stores["flagger-acceptance"] != 2 {
-		t.Errorf("the Bank saw %v, want 2 posts (first and replay) from flagger-acceptance", bank.stores)
+	if bank.stores["flagger-acceptance"] != 2 || bank.accounts["CANARY-000001"] != 2 || len(bank.accounts) != 1 {
+		t.Errorf("the Bank saw stores %v, accounts %v; want 2 posts (first and replay) from flagger-acceptance "+
+			"on CANARY-000001", bank.stores, bank.accounts)
 	}
 	bank.mu.Lock()
 	bank.replayStatus = "declined"
 	bank.mu.Unlock()
-	if code := callHook(t, url+"/acceptance", strings.Replace(hookPayload, "%s", "", 1)); code != http.StatusInternalServerError {
+	if code := callHook(t, url+"/acceptance", strings.Replace(hookPayload, "%s", canary, 1)); code != http.StatusInternalServerError {
 		t.Fatalf("acceptance on a Bank whose replay differs: %d, want 500 (a failed check)", code)
 	}
 	if code := callHook(t, url+"/acceptance", `{"metadata":{}}`); code != http.StatusInternalServerError {
@@ -112,15 +123,17 @@ func TestAcceptanceHookPassesOnAnIdempotentBankAndFailsOtherwise(t *testing.T) {
 }
 
 func TestLoadHookSendsInTheBackground(t *testing.T) {
-	bank := &fakeBank{seen: map[string]map[string]any{}, stores: map[string]int{}}
+	bank := newFakeBank()
 	h, url := startFakeHooks(t, bank)
-	for _, bad := range []string{`,"rate":"0","duration":"1s"`, `,"rate":"10"`, `,"rate":"x","duration":"1s"`} {
+	for _, bad := range []string{canary + `,"rate":"0","duration":"1s"`, canary + `,"rate":"10"`,
+		canary + `,"rate":"x","duration":"1s"`} {
 		if code := callHook(t, url+"/load", strings.Replace(hookPayload, "%s", bad, 1)); code != http.StatusBadRequest {
 			t.Errorf("load with metadata %s: %d, want 400", bad, code)
 		}
 	}
 	start := time.Now()
-	if code := callHook(t, url+"/load", strings.Replace(hookPayload, "%s", `,"rate":"50","duration":"400ms"`, 1)); code != http.StatusAccepted {
+	if code := callHook(t, url+"/load", strings.Replace(hookPayload, "%s",
+		`,"accounts":"CANARY-000001..CANARY-000003","rate":"50","duration":"400ms"`, 1)); code != http.StatusAccepted {
 		t.Fatalf("load: %d, want 202", code)
 	}
 	if time.Since(start) > 300*time.Millisecond {
@@ -128,6 +141,17 @@ func TestLoadHookSendsInTheBackground(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for h.stats().LoadOK < 10 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The load runs on after the tenth answer (20 transactions in 400 ms): compare the counts once it is over,
+	// or a transaction the Bank has counted and the hook not yet reads as a mismatch.
+	for time.Now().Before(deadline) {
+		h.mu.Lock()
+		busy := h.loading["bank-canary"]
+		h.mu.Unlock()
+		if !busy {
+			break
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	s := h.stats()
@@ -138,5 +162,43 @@ func TestLoadHookSendsInTheBackground(t *testing.T) {
 	defer bank.mu.Unlock()
 	if bank.stores["flagger-load"] != int(s.LoadOK) {
 		t.Errorf("the Bank saw %v, the hook counted %d", bank.stores, s.LoadOK)
+	}
+	for acc, n := range bank.accounts {
+		if n == 0 || (acc != "CANARY-000001" && acc != "CANARY-000002" && acc != "CANARY-000003") {
+			t.Errorf("the load spent %s (%d times): want CANARY-000001..CANARY-000003 only", acc, n)
+		}
+	}
+	if len(bank.accounts) != 3 {
+		t.Errorf("the load spent %v: want each of the three canary accounts", bank.accounts)
+	}
+}
+
+// TestHooksNeverSpendCustomerAccounts: without canary accounts in the metadata, or with a customer's
+// (the old webhooks' ACC-000001), neither test sends anything.
+func TestHooksNeverSpendCustomerAccounts(t *testing.T) {
+	bank := newFakeBank()
+	_, url := startFakeHooks(t, bank)
+	for _, meta := range []string{"", `,"accounts":""`, `,"accounts":"ACC-000001"`,
+		`,"accounts":"CANARY-000001 ACC-000002"`, `,"accounts":"CANARY-000001..ACC-000050"`,
+		`,"accounts":"CANARY-000005..CANARY-000001"`, `,"accounts":"CANARY-1"`, `,"accounts":"CANARY-000000"`} {
+		if code := callHook(t, url+"/acceptance", strings.Replace(hookPayload, "%s", meta, 1)); code != http.StatusInternalServerError {
+			t.Errorf("acceptance with metadata %q: %d, want 500 (a failed check)", meta, code)
+		}
+		if code := callHook(t, url+"/load", strings.Replace(hookPayload, "%s", meta+`,"rate":"50","duration":"100ms"`, 1)); code != http.StatusBadRequest {
+			t.Errorf("load with metadata %q: %d, want 400", meta, code)
+		}
+	}
+	// Both answered before sending anything (the load is refused before it starts): nothing can come later.
+	bank.mu.Lock()
+	defer bank.mu.Unlock()
+	if len(bank.accounts) != 0 {
+		t.Errorf("the Bank saw %v: want nothing", bank.accounts)
+	}
+}
+
+func TestCanaryAccounts(t *testing.T) {
+	got, err := canaryAccounts("CANARY-000001, CANARY-000009..CANARY-000011")
+	if want := "CANARY-000001 CANARY-000009 CANARY-000010 CANARY-000011"; err != nil || strings.Join(got, " ") != want {
+		t.Fatalf("canaryAccounts: %v %v, want %s", got, err, want)
 	}
 }

@@ -12,12 +12,13 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/txmesh/txmesh/test/cluster/deploy"
+	"github.com/txmesh/txmesh/test/cluster/txmesh"
 )
 
 // driver is a purchase client outside the cluster: it posts purchases to the Store's Service (ClusterIP,
@@ -38,10 +39,11 @@ type driver struct {
 
 	attempts, accepted, failed, skipped atomic.Int64
 	status5xx, connErrors, status4xx    atomic.Int64
+	other5xx                            atomic.Int64     // 5xx outside the contract's retryable answers
 	why5xx                              map[string]int64 // "503 unavailable: <message>" → count (under mu)
 }
 
-func newClient(t deploy.TLS) (*http.Client, error) {
+func newClient(t txmesh.TLS) (*http.Client, error) {
 	ca, err := os.ReadFile(t.CA)
 	if err != nil {
 		return nil, err
@@ -152,6 +154,7 @@ func (d *driver) try(key string, body []byte) (retryAfter time.Duration, done bo
 		}
 		if json.Unmarshal(b, &out) != nil || out.ID == "" {
 			d.status5xx.Add(1) // a 202 without an id is a server bug; count it where it hurts
+			d.other5xx.Add(1)
 			return 0, false
 		}
 		d.mu.Lock()
@@ -173,6 +176,27 @@ func (d *driver) try(key string, body []byte) (retryAfter time.Duration, done bo
 	}
 }
 
+var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
+// retryable5xx: the Store's API answers (docs/api.md) that tell a client to retry with the same key.
+func retryable5xx(status int, body []byte) bool {
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil {
+		return false
+	}
+	switch status {
+	case http.StatusServiceUnavailable:
+		return e.Error.Code == "unavailable" || e.Error.Code == "overloaded"
+	case http.StatusGatewayTimeout:
+		return e.Error.Code == "outcome_unknown"
+	}
+	return false
+}
+
 // note5xx tallies a 5xx answer by status, error code and message (cut at 120 bytes), so a
 // failed scenario says what the clients were told.
 func (d *driver) note5xx(status int, body []byte) {
@@ -183,8 +207,11 @@ func (d *driver) note5xx(status int, body []byte) {
 		} `json:"error"`
 	}
 	why := fmt.Sprintf("%d", status)
+	if !retryable5xx(status, body) {
+		d.other5xx.Add(1)
+	}
 	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
-		msg := e.Error.Message
+		msg := uuidRE.ReplaceAllString(e.Error.Message, "<id>") // one line per kind of answer, not per purchase
 		if len(msg) > 120 {
 			msg = msg[:120]
 		}
@@ -225,6 +252,9 @@ type clientStats struct {
 	MissingFrom int64 `json:"missing_202"`  // 202-answered purchases the Store does not have, or not final
 	NotFinal    int64 `json:"not_final"`    // of those: present but still pending after the drain
 	Checked     int64 `json:"checked_202s"` // 202s looked up after the audit
+	// Other5xx are the 5xx answers that are not the contract's "retry" (503 unavailable or overloaded:
+	// nothing written; 504 outcome_unknown: retry with the same key), and 202s without an id.
+	Other5xx int64 `json:"status_5xx_outside_contract"`
 	// Why5xx counts the 5xx answers by status, error code and message (at most 20 distinct).
 	Why5xx map[string]int64 `json:"status_5xx_by,omitempty"`
 }
@@ -232,7 +262,8 @@ type clientStats struct {
 func (d *driver) stats() clientStats {
 	return clientStats{Sent: d.seq.Load(), Accepted: d.accepted.Load(), Failed: d.failed.Load(),
 		Skipped: d.skipped.Load(), Attempts: d.attempts.Load(), Status5xx: d.status5xx.Load(),
-		Status4xx: d.status4xx.Load(), ConnErrors: d.connErrors.Load(), Why5xx: d.why5xxCopy()}
+		Status4xx: d.status4xx.Load(), ConnErrors: d.connErrors.Load(), Other5xx: d.other5xx.Load(),
+		Why5xx: d.why5xxCopy()}
 }
 
 func (d *driver) why5xxCopy() map[string]int64 {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,11 +16,15 @@ import (
 	"syscall"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/txmesh/txmesh/test/cluster/deploy"
+	"github.com/txmesh/txmesh/test/cluster/cnpg"
+	"github.com/txmesh/txmesh/test/cluster/istio"
+	"github.com/txmesh/txmesh/test/cluster/manifests"
 )
 
 // Operations the scenarios are made of.
@@ -59,7 +64,7 @@ type cnpgPrimary struct {
 }
 
 func (e *env) primary(ctx context.Context, cluster string) (cnpgPrimary, error) {
-	c, err := e.s.Apply.Dynamic().Resource(deploy.Clusters).Namespace(namespace).Get(ctx, cluster, metav1.GetOptions{})
+	c, err := e.s.Apply.Dynamic().Resource(cnpg.Clusters).Namespace(namespace).Get(ctx, cluster, metav1.GetOptions{})
 	if err != nil {
 		return cnpgPrimary{}, err
 	}
@@ -84,7 +89,7 @@ func (e *env) primary(ctx context.Context, cluster string) (cnpgPrimary, error) 
 func (e *env) waitPrimaryChange(ctx context.Context, cluster, old string, d time.Duration) (string, time.Time, error) {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		c, err := e.s.Apply.Dynamic().Resource(deploy.Clusters).Namespace(namespace).Get(ctx, cluster, metav1.GetOptions{})
+		c, err := e.s.Apply.Dynamic().Resource(cnpg.Clusters).Namespace(namespace).Get(ctx, cluster, metav1.GetOptions{})
 		if err == nil {
 			cur, _, _ := unstructured.NestedString(c.Object, "status", "currentPrimary")
 			if cur != "" && cur != old {
@@ -153,11 +158,25 @@ func (e *env) podsOf(ctx context.Context, selector string) ([]corev1.Pod, error)
 	return out, nil
 }
 
-// metric reads one Prometheus counter or gauge (summed over its label sets) from a pod's management port.
-func metric(ctx context.Context, ip, name string) (float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+// metricsURL is where the harness reads a pod's metrics: the app's management port :9090, or in the mesh the
+// sidecar's merged endpoint (the app's metrics and Envoy's; the app port itself is behind STRICT mTLS).
+func (e *env) metricsURL(ip string) string {
+	if e.s.Meshed() {
+		return istio.MetricsURL(ip)
+	}
+	return "http://" + ip + ":9090/metrics"
+}
+
+// metric reads one Prometheus counter or gauge (summed over its label sets) from a pod's metrics URL.
+func metric(ctx context.Context, url, name string) (float64, error) {
+	return metricWhere(ctx, url, name, "")
+}
+
+// metricWhere is metric over the label sets that contain label (e.g. `code="503"`; "" for all).
+func metricWhere(ctx context.Context, url, name, label string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ip+":9090/metrics", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err
@@ -172,6 +191,9 @@ func metric(ctx context.Context, ip, name string) (float64, error) {
 		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != '{' && line[len(name)] != ' ') {
 			continue
 		}
+		if label != "" && !strings.Contains(line, label) {
+			continue
+		}
 		f := strings.Fields(line)
 		v, err := strconv.ParseFloat(f[len(f)-1], 64)
 		if err == nil {
@@ -179,8 +201,8 @@ func metric(ctx context.Context, ip, name string) (float64, error) {
 			found = true
 		}
 	}
-	if !found {
-		return 0, fmt.Errorf("no %s at %s", name, ip)
+	if !found && label == "" {
+		return 0, fmt.Errorf("no %s at %s", name, url)
 	}
 	return sum, sc.Err()
 }
@@ -221,7 +243,7 @@ func (e *env) watchCounter(ctx context.Context, selector, name string) *commitWa
 				if p.Status.PodIP == "" {
 					continue
 				}
-				v, err := metric(ctx, p.Status.PodIP, name)
+				v, err := metric(ctx, e.metricsURL(p.Status.PodIP), name)
 				if err != nil {
 					continue
 				}
@@ -362,4 +384,92 @@ func containerdVersion() string {
 		return f[2]
 	}
 	return strings.TrimSpace(string(out))
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// colocatePrimary switches cluster's primary over to its instance on node (kubectl cnpg promote), if it is
+// not there already, and waits for the cluster to be healthy.
+func (e *env) colocatePrimary(ctx context.Context, cluster, node string) error {
+	p, err := e.primary(ctx, cluster)
+	if err != nil || p.Node == node {
+		return err
+	}
+	pods, err := e.podsOf(ctx, "cnpg.io/cluster="+cluster+",cnpg.io/podRole=instance")
+	if err != nil {
+		return err
+	}
+	for _, pod := range pods {
+		if pod.Spec.NodeName != node {
+			continue
+		}
+		if _, err := e.kubectl(ctx, "kubectl-cnpg", "promote", cluster, pod.Name, "-n", namespace); err != nil {
+			return err
+		}
+		if _, _, err := e.waitPrimaryChange(ctx, cluster, p.Pod, 2*time.Minute); err != nil {
+			return err
+		}
+		return e.s.WaitHealthy(ctx, 3*time.Minute)
+	}
+	return fmt.Errorf("%s has no instance on %s", cluster, node)
+}
+
+// waitRollout waits until every available pod of the Deployment runs image.
+func (e *env) waitRollout(ctx context.Context, app, image string, d time.Duration) error {
+	return e.waitTemplate(ctx, app, func(c corev1.Container) bool { return c.Image == image }, d)
+}
+
+// waitTemplate waits until the Deployment's container template satisfies ok and all its replicas run it.
+func (e *env) waitTemplate(ctx context.Context, app string, ok func(corev1.Container) bool, d time.Duration) error {
+	return e.s.Apply.Wait(ctx, manifests.Deployments, namespace, app, d, manifests.MinReplicas(2, func(o *unstructured.Unstructured) (bool, string) {
+		var dep appsv1.Deployment
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &dep); err != nil {
+			return false, err.Error()
+		}
+		if !ok(dep.Spec.Template.Spec.Containers[0]) {
+			return false, "template not updated yet"
+		}
+		return manifests.DeploymentAvailable(o)
+	}))
+}
+
+func tagOf(ref string) string { return ref[strings.LastIndex(ref, ":")+1:] }
+
+func decodeJSON(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }
+
+// failureLogs saves what a failed row needs to be understood once the cluster is gone: the apps' log lines
+// above INFO since the scenario began (every running bank/store pod, primaries and canaries included), the
+// namespace's events and both databases' status.
+func (e *env) failureLogs(ctx context.Context, tag string, since time.Duration) {
+	var b strings.Builder
+	out, err := e.kubectl(ctx, "kubectl", "logs", "-n", namespace, "--prefix", "--all-containers",
+		"--max-log-requests=20", "--tail=-1", fmt.Sprintf("--since=%ds", int(since.Seconds())+30),
+		"-l", "app in (bank,bank-primary,store,store-primary)")
+	if err != nil {
+		out += "\n" + err.Error()
+	}
+	info := 0
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "level=INFO") || strings.Contains(l, `"level":"INFO"`) {
+			info++
+			continue
+		}
+		b.WriteString(l + "\n")
+	}
+	fmt.Fprintf(&b, "(%d INFO lines left out)\n\n", info)
+	ev, err := e.kubectl(ctx, "kubectl", "get", "events", "-n", namespace, "--sort-by=.lastTimestamp")
+	if err != nil {
+		ev += "\n" + err.Error()
+	}
+	b.WriteString(ev + "\n")
+	_ = os.MkdirAll(e.opts.Out, 0o755)
+	_ = os.WriteFile(filepath.Join(e.opts.Out, "failed-"+tag+".txt"), []byte(b.String()), 0o644)
+	e.cnpgStatus(ctx, "failed-"+tag)
 }

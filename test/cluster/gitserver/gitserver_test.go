@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-func git(t *testing.T, dir string, args ...string) string {
+func gitT(t *testing.T, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
@@ -28,13 +28,13 @@ func git(t *testing.T, dir string, args ...string) string {
 // what Flux reads and image automation writes.
 func TestCloneAndPushOverHTTP(t *testing.T) {
 	src := t.TempDir()
-	git(t, src, "init", "-q", "-b", "main")
+	gitT(t, src, "init", "-q", "-b", "main")
 	if err := os.WriteFile(filepath.Join(src, "kustomization.yaml"), []byte("resources: []\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	git(t, src, "add", ".")
-	git(t, src, "commit", "-q", "-m", "first")
-	head := git(t, src, "rev-parse", "HEAD")
+	gitT(t, src, "add", ".")
+	gitT(t, src, "commit", "-q", "-m", "first")
+	head := gitT(t, src, "rev-parse", "HEAD")
 
 	root := t.TempDir()
 	bare, err := InitFrom(context.Background(), root, "txmesh", src)
@@ -51,18 +51,18 @@ func TestCloneAndPushOverHTTP(t *testing.T) {
 	defer srv.Close()
 
 	work := filepath.Join(t.TempDir(), "work")
-	git(t, filepath.Dir(work), "clone", "-q", srv.URL+"/txmesh.git", work)
-	if got := git(t, work, "rev-parse", "HEAD"); got != head {
+	gitT(t, filepath.Dir(work), "clone", "-q", srv.URL+"/txmesh.git", work)
+	if got := gitT(t, work, "rev-parse", "HEAD"); got != head {
 		t.Fatalf("cloned %s, want %s", got, head)
 	}
 	if err := os.WriteFile(filepath.Join(work, "tag.txt"), []byte("1.2.4\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	git(t, work, "add", ".")
-	git(t, work, "commit", "-q", "-m", "image automation")
-	pushed := git(t, work, "rev-parse", "HEAD")
-	git(t, work, "push", "-q", "origin", "main")
-	if got := git(t, bare, "rev-parse", "main"); got != pushed {
+	gitT(t, work, "add", ".")
+	gitT(t, work, "commit", "-q", "-m", "image automation")
+	pushed := gitT(t, work, "rev-parse", "HEAD")
+	gitT(t, work, "push", "-q", "origin", "main")
+	if got := gitT(t, bare, "rev-parse", "main"); got != pushed {
 		t.Fatalf("bare repository at %s after the push, want %s", got, pushed)
 	}
 }

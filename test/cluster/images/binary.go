@@ -23,7 +23,7 @@ func (b *Builder) Binary(_ context.Context, ref string, files map[string]string,
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	ca, err := fileHash(caCerts)
+	ca, err := FileHash(CACerts)
 	if err != nil {
 		return Image{}, fmt.Errorf("%w: apt-get install ca-certificates", err)
 	}
@@ -31,19 +31,19 @@ func (b *Builder) Binary(_ context.Context, ref string, files map[string]string,
 	parts = append(parts, entrypoint...)
 	var app oci.Files
 	for _, p := range paths {
-		h, err := fileHash(files[p])
+		h, err := FileHash(files[p])
 		if err != nil {
 			return Image{}, fmt.Errorf("image %s: %w", ref, err)
 		}
 		parts = append(parts, p, h)
 		app = append(app, oci.File{Path: p, Source: files[p], Mode: 0o755})
 	}
-	return b.cached(ref, key(parts...), "", func(string) (string, oci.Image, error) {
+	return b.Cached(ref, Key(parts...), "", func(string) (string, oci.Image, error) {
 		return "", oci.Image{
-			Layers:     []oci.Layer{staticBase(), app},
+			Layers:     []oci.Layer{StaticBase(), app},
 			Entrypoint: entrypoint,
 			User:       user,
-			Env:        staticEnv,
+			Env:        StaticEnv,
 		}, nil
 	})
 }

@@ -1,4 +1,4 @@
-package images
+package images_test
 
 import (
 	"bufio"
@@ -192,7 +192,10 @@ func (c *containerd) taskStopped(t *testing.T, id string) bool {
 
 func (c *containerd) log() string {
 	raw, _ := os.ReadFile(filepath.Join(c.dir, "containerd.log"))
-	return tail(raw, 4000)
+	if len(raw) > 4000 {
+		raw = append([]byte("…"), raw[len(raw)-4000:]...)
+	}
+	return strings.TrimSpace(string(raw))
 }
 
 func (c *containerd) stop(exited chan error, removeRunDir bool) {

@@ -1,6 +1,8 @@
-// Package images builds the cluster's container images without a container engine and caches them by
-// version or content outside the checkout: each builder returns a docker-archive tarball for
-// `ctr -n k8s.io images import` and the reference it holds.
+// Package images is what every image of the cluster shares: a cache of images built without a container
+// engine, keyed by version or content, outside the checkout (Builder.Cached), the distroless-like base of
+// the static Go binaries (Binary, StaticBase) and bounded subprocesses (Run). Each builder returns a
+// docker-archive tarball for `ctr -n k8s.io images import` (or a push to the registry) and the reference it
+// holds; the recipes live with their components (kube's pause, busybox, cnpg's PostgreSQL, txmesh).
 //
 // Cache layout: <Dir>/<repository>/<tag>-<key>/image.tar and info.json, e.g.
 // ~/.cache/txmesh/cluster/images/txmesh.local/postgresql/15-bookworm-1a2b3c4d5e6f7a8b/image.tar. An entry is
@@ -43,10 +45,11 @@ type Builder struct {
 	Log io.Writer // one line per image asked for; nil discards
 }
 
-// DefaultDir is $TXMESH_CACHE, or else ~/.cache/txmesh/cluster/images.
+// DefaultDir is $TXMESH_CACHE/images, or else ~/.cache/txmesh/cluster/images: the images directory of the
+// cluster's cache (gobuild.CacheDir), where the stack keeps them too.
 func DefaultDir() (string, error) {
 	if d := os.Getenv("TXMESH_CACHE"); d != "" {
-		return d, nil
+		return filepath.Join(d, "images"), nil
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
@@ -69,7 +72,7 @@ func (b *Builder) logf(format string, args ...any) {
 }
 
 // scratch makes a temporary directory in the cache (same filesystem as the entries, unlike /tmp may be).
-func (b *Builder) scratch(prefix string) (string, error) {
+func (b *Builder) Scratch(prefix string) (string, error) {
 	dir, err := b.dir()
 	if err != nil {
 		return "", err
@@ -87,7 +90,7 @@ func (b *Builder) scratch(prefix string) (string, error) {
 
 // cached returns the entry of ref and key, calling build to write image.tar into a fresh directory when
 // there is none. build returns the packaged version, if any. note goes into the log line.
-func (b *Builder) cached(ref, key, note string, build func(dir string) (version string, img oci.Image, err error)) (Image, error) {
+func (b *Builder) Cached(ref, key, note string, build func(dir string) (version string, img oci.Image, err error)) (Image, error) {
 	start := time.Now()
 	tag, err := name.NewTag(ref, name.StrictValidation)
 	if err != nil {
@@ -150,7 +153,7 @@ func (b *Builder) cached(ref, key, note string, build func(dir string) (version 
 		return Image{}, fmt.Errorf("image cache: %w", err)
 	}
 	info.Path = filepath.Join(entry, "image.tar")
-	b.logf("%s built in %s (%s%s): %s", ref, seconds(time.Since(start)), mib(info.Size), note, info.Path)
+	b.logf("%s built in %s (%s%s): %s", ref, Seconds(time.Since(start)), mib(info.Size), note, info.Path)
 	return info, nil
 }
 
@@ -203,12 +206,12 @@ func keepOnly(dir string, names ...string) error {
 	return nil
 }
 
-func seconds(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }
+func Seconds(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // key hashes the parts of a cache key, each length-prefixed so that no two lists collide.
-func key(parts ...string) string {
+func Key(parts ...string) string {
 	h := sha256.New()
 	for _, p := range parts {
 		fmt.Fprintf(h, "%d:%s\n", len(p), p)
@@ -217,7 +220,7 @@ func key(parts ...string) string {
 }
 
 // fileHash is the hex SHA-256 of a file's content.
-func fileHash(path string) (string, error) {
+func FileHash(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -231,7 +234,7 @@ func fileHash(path string) (string, error) {
 }
 
 // need finds a tool in PATH, or says which Debian package provides it.
-func need(tool, pkg string) (string, error) {
+func Need(tool, pkg string) (string, error) {
 	p, err := exec.LookPath(tool)
 	if err != nil {
 		return "", fmt.Errorf("%s not found: apt-get install %s", tool, pkg)
@@ -240,23 +243,23 @@ func need(tool, pkg string) (string, error) {
 }
 
 // command is a subprocess with a deadline.
-type command struct {
-	name    string
-	args    []string
-	dir     string
-	env     []string // added to the environment
-	timeout time.Duration
+type Command struct {
+	Name    string
+	Args    []string
+	Dir     string
+	Env     []string // added to the environment
+	Timeout time.Duration
 }
 
 // run runs c in its own process group and returns its standard output. When the deadline passes or ctx
 // ends, the group gets SIGTERM (mmdebstrap unmounts and cleans up on it), then SIGKILL 20 s later; any
 // process left in the group afterwards is killed. Errors carry the tail of standard error.
-func run(ctx context.Context, c command) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+func Run(ctx context.Context, c Command) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.name, c.args...)
-	cmd.Dir = c.dir
-	cmd.Env = append(os.Environ(), c.env...)
+	cmd := exec.CommandContext(ctx, c.Name, c.Args...)
+	cmd.Dir = c.Dir
+	cmd.Env = append(os.Environ(), c.Env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -267,12 +270,12 @@ func run(ctx context.Context, c command) ([]byte, error) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 	if err != nil {
-		what := c.name + " " + strings.Join(c.args, " ")
+		what := c.Name + " " + strings.Join(c.Args, " ")
 		if len(what) > 200 {
 			what = what[:200] + "…"
 		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = fmt.Errorf("no result within %v: %w", c.timeout, err)
+			err = fmt.Errorf("no result within %v: %w", c.Timeout, err)
 		} else if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 		}

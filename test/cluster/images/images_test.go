@@ -1,4 +1,4 @@
-package images
+package images_test
 
 import (
 	"archive/tar"
@@ -17,18 +17,25 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/txmesh/txmesh/test/cluster/busybox"
+	"github.com/txmesh/txmesh/test/cluster/cnpg"
+	"github.com/txmesh/txmesh/test/cluster/images"
+	"github.com/txmesh/txmesh/test/cluster/kube"
+	"github.com/txmesh/txmesh/test/cluster/txmesh"
 )
 
 // TestImagesRunInContainerd builds every kind of image (into the real cache: the Postgres build is
 // reused), imports each into a real containerd and runs it, proving platform, entrypoint, command, user
-// and layout.
+// and layout. The recipes are their components' (kube's pause, busybox, cnpg's PostgreSQL operand,
+// txmesh); the machinery they share is this package's.
 func TestImagesRunInContainerd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
-	b := &Builder{Log: testLog{t}}
+	b := &images.Builder{Log: testLog{t}}
 	cd := startContainerd(t)
 
-	imported := func(t *testing.T, img Image) {
+	imported := func(t *testing.T, img images.Image) {
 		t.Helper()
 		if out := cd.ctr(t, "images", "import", img.Path); !strings.Contains(out, img.Ref) {
 			t.Fatalf("import %s: %s", img.Path, out)
@@ -45,7 +52,7 @@ func TestImagesRunInContainerd(t *testing.T) {
 
 	t.Run("txmesh", func(t *testing.T) {
 		const tag = "imagetest"
-		img, err := b.Txmesh(ctx, repoRoot(t), tag)
+		img, err := txmesh.Image(ctx, b, repoRoot(t), tag)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,8 +73,9 @@ func TestImagesRunInContainerd(t *testing.T) {
 			t.Errorf("/txaudit -h: %v\n%s", err, out)
 		}
 		// No arguments: the image's CMD /bank serve, which logs its version and then waits for its
-		// database (a socket that does not exist) until SIGTERM.
-		pid, logPath := cd.start(t, img.Ref, "bank-serve", []string{"--env", "DATABASE_URL=postgres://bank@/bank?host=/nonexistent"})
+		// database (a socket that does not exist) until SIGTERM. Plain HTTP: its only caller is "anonymous".
+		pid, logPath := cd.start(t, img.Ref, "bank-serve", []string{"--env", "DATABASE_URL=postgres://bank@/bank?host=/nonexistent",
+			"--env", "ALLOWED_CALLERS=anonymous"})
 		waitFor(t, logPath, `"version":"`+tag+`"`)
 		uid, gid, args := procIDs(t, pid)
 		if uid != "65532" || gid != "65532" || strings.Join(args, " ") != "/bank serve" {
@@ -77,7 +85,7 @@ func TestImagesRunInContainerd(t *testing.T) {
 	})
 
 	t.Run("busybox", func(t *testing.T) {
-		img, err := b.Busybox(ctx)
+		img, err := busybox.Image(ctx, b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +106,7 @@ func TestImagesRunInContainerd(t *testing.T) {
 	})
 
 	t.Run("pause", func(t *testing.T) {
-		img, err := b.Pause(ctx)
+		img, err := kube.Pause(ctx, b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,7 +125,7 @@ func TestImagesRunInContainerd(t *testing.T) {
 
 	t.Run("binary", func(t *testing.T) {
 		// Any static binary will do: busybox's id shows the user and the base's passwd entry.
-		files := map[string]string{"/usr/local/bin/busybox": busyboxBin}
+		files := map[string]string{"/usr/local/bin/busybox": "/bin/busybox"}
 		entrypoint := []string{"/usr/local/bin/busybox", "id"}
 		img, err := b.Binary(ctx, "txmesh.local/binarytest:1", files, entrypoint, "65532:65532")
 		if err != nil {
@@ -135,7 +143,7 @@ func TestImagesRunInContainerd(t *testing.T) {
 	})
 
 	t.Run("postgres", func(t *testing.T) {
-		img, err := b.Postgres(ctx)
+		img, err := cnpg.Postgres(ctx, b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +177,10 @@ func TestImagesRunInContainerd(t *testing.T) {
 		if err := os.Chown(data, 26, 26); err != nil {
 			t.Fatal(err)
 		}
-		script := `set -e
+		// The script's output goes to a file on the mount, read once it has exited: ctr run can return
+		// before it has copied the tail of a container's stdout (seen: everything but the last line).
+		script := `exec >/var/lib/postgresql/data/script.out 2>&1
+set -e
 id
 postgres --version
 for c in initdb pg_ctl pg_controldata pg_basebackup pg_rewind du; do command -v $c; done
@@ -182,8 +193,13 @@ pg_controldata | grep '^Database cluster state'
 du -s "$PGDATA" >/dev/null
 pg_ctl -w -m fast stop >/dev/null
 echo ok`
-		out, err := cd.run(img.Ref, "postgres-initdb", []string{"--mount", "type=bind,src=" + data + ",dst=/var/lib/postgresql/data,options=rbind:rw"},
+		ctrOut, err := cd.run(img.Ref, "postgres-initdb", []string{"--mount", "type=bind,src=" + data + ",dst=/var/lib/postgresql/data,options=rbind:rw"},
 			"sh", "-c", script)
+		b, rerr := os.ReadFile(filepath.Join(data, "script.out"))
+		if rerr != nil {
+			t.Fatalf("the script's output: %v (ctr: %v %s)", rerr, err, ctrOut)
+		}
+		out := string(b) + ctrOut
 		want := []string{
 			"uid=26(postgres) gid=26(postgres) groups=26(postgres)", // and ssl-cert, as Debian's postgres
 			"postgres (PostgreSQL) 15.",
@@ -227,7 +243,7 @@ type file struct {
 }
 
 // extract reads the flattened file system of a cached image (names cleaned: etc/passwd, tmp).
-func extract(t *testing.T, img Image) map[string]file {
+func extract(t *testing.T, img images.Image) map[string]file {
 	t.Helper()
 	rc := mutate.Extract(image(t, img))
 	defer rc.Close()
@@ -250,7 +266,7 @@ func extract(t *testing.T, img Image) map[string]file {
 	}
 }
 
-func image(t *testing.T, img Image) v1.Image {
+func image(t *testing.T, img images.Image) v1.Image {
 	t.Helper()
 	tag, err := name.NewTag(img.Ref)
 	if err != nil {
@@ -263,7 +279,7 @@ func image(t *testing.T, img Image) v1.Image {
 	return i
 }
 
-func config(t *testing.T, img Image) *v1.ConfigFile {
+func config(t *testing.T, img images.Image) *v1.ConfigFile {
 	t.Helper()
 	cfg, err := image(t, img).ConfigFile()
 	if err != nil {
@@ -299,4 +315,20 @@ func waitFor(t *testing.T, path, s string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// repoRoot is the txmesh checkout this module lives in.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ; dir != "/"; dir = filepath.Dir(dir) {
+		if mod, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.HasPrefix(string(mod), "module github.com/txmesh/txmesh\n") {
+			return dir
+		}
+	}
+	t.Fatal("not inside the txmesh checkout")
+	return ""
 }

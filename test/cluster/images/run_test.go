@@ -9,7 +9,7 @@ import (
 
 func TestRunStopsTheProcessGroupAtItsDeadline(t *testing.T) {
 	start := time.Now()
-	_, err := run(context.Background(), command{name: "sh", args: []string{"-c", "echo started >&2; sleep 60 & wait"}, timeout: 300 * time.Millisecond})
+	_, err := Run(context.Background(), Command{Name: "sh", Args: []string{"-c", "echo started >&2; sleep 60 & wait"}, Timeout: 300 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "no result within 300ms") || !strings.Contains(err.Error(), "started") {
 		t.Errorf("error %v", err)
 	}
@@ -20,15 +20,7 @@ func TestRunStopsTheProcessGroupAtItsDeadline(t *testing.T) {
 
 func TestMissingToolsAreNamedWithTheirPackage(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	b := &Builder{Dir: t.TempDir()}
-	ctx := context.Background()
-	for what, call := range map[string]func() error{
-		"mmdebstrap not found: apt-get install mmdebstrap": func() error { _, err := b.Postgres(ctx); return err },
-		"go not found: apt-get install golang":             func() error { _, err := b.Txmesh(ctx, ".", "x"); return err },
-		"go not found":                                     func() error { _, err := b.Pause(ctx); return err },
-	} {
-		if err := call(); err == nil || !strings.Contains(err.Error(), what) {
-			t.Errorf("error %v, want %q", err, what)
-		}
+	if _, err := Need("mmdebstrap", "mmdebstrap"); err == nil || !strings.Contains(err.Error(), "mmdebstrap not found: apt-get install mmdebstrap") {
+		t.Errorf("error %v, want the tool and its package named", err)
 	}
 }

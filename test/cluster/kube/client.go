@@ -64,7 +64,7 @@ func (c *Cluster) waitAPIServer(ctx context.Context, d time.Duration) error {
 
 func (c *Cluster) procAlive(name string) bool {
 	p, ok := c.proc(name)
-	return ok && p.alive()
+	return ok && p.Alive()
 }
 
 // waitNodesReady waits for every node to register and report Ready, recording its pod range on the Node

@@ -22,6 +22,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/txmesh/txmesh/test/cluster/certs"
+	"github.com/txmesh/txmesh/test/cluster/host"
+	"github.com/txmesh/txmesh/test/cluster/registry"
 )
 
 // Options configure Start.
@@ -107,14 +109,14 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if _, err := os.Stat(l.state()); err == nil {
 		return nil, fmt.Errorf("a cluster already exists (%s): use it, or remove it with `make cluster-down`", l.state())
 	}
-	if linkExists(l.Bridge) {
+	if host.LinkExists(l.Bridge) {
 		return nil, fmt.Errorf("network device %s exists without a cluster state: a crashed cluster is left over, "+
 			"run `make cluster-down`", l.Bridge)
 	}
 	if err := checkAddressesFree(l); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(2)
+	ports, err := host.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +193,7 @@ func (c *Cluster) start(ctx context.Context, images []string) error {
 	return nil
 }
 
-func (c *Cluster) record(p procRecord) error {
+func (c *Cluster) record(p host.Proc) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	kept := c.st.Procs[:0]
@@ -204,7 +206,7 @@ func (c *Cluster) record(p procRecord) error {
 	return writeState(c.layout, c.st)
 }
 
-func (c *Cluster) proc(name string) (procRecord, bool) {
+func (c *Cluster) proc(name string) (host.Proc, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range c.st.Procs {
@@ -212,11 +214,11 @@ func (c *Cluster) proc(name string) (procRecord, bool) {
 			return p, true
 		}
 	}
-	return procRecord{}, false
+	return host.Proc{}, false
 }
 
 func (c *Cluster) spawn(name, netns, cg string, env []string, argv ...string) error {
-	p, err := spawn(name, netns, cg, filepath.Join(c.layout.logs(), strings.ReplaceAll(name, "/", "-")+".log"), env, argv...)
+	p, err := host.Spawn(name, netns, cg, filepath.Join(c.layout.logs(), strings.ReplaceAll(name, "/", "-")+".log"), env, argv...)
 	if err != nil {
 		return err
 	}
@@ -292,7 +294,7 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 	if err := c.spawn("etcd", "", cg, nil, etcdArgs(etcd, l, c.st.EtcdPorts[0], c.st.EtcdPorts[1])...); err != nil {
 		return err
 	}
-	if err := waitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", c.st.EtcdPorts[0]), 30*time.Second, c.tail("etcd")); err != nil {
+	if err := host.WaitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", c.st.EtcdPorts[0]), 30*time.Second, c.tail("etcd")); err != nil {
 		return fmt.Errorf("etcd did not start: %w", err)
 	}
 	if err := c.spawn("kube-apiserver", "", cg, nil, apiserverArgs(c.bin["kube-apiserver"], l, c.st.EtcdPorts[0])...); err != nil {
@@ -330,7 +332,7 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 func (c *Cluster) bootRuntime(ctx context.Context, n Node, images []string) error {
 	l := c.layout
 	for _, d := range []string{l.node(n), filepath.Join(l.node(n), "cni", "net.d"), l.nodeRun(n),
-		filepath.Join(l.certsDir(n), LocalRegistryName)} {
+		filepath.Join(l.certsDir(n), registry.LocalName)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
@@ -342,7 +344,7 @@ func (c *Cluster) bootRuntime(ctx context.Context, n Node, images []string) erro
 		filepath.Join(l.node(n), "resolv.conf"):                        "# pods resolve cluster names only (CoreDNS has no upstream)\n",
 		filepath.Join(l.node(n), "kube-proxy.yaml"): kubeProxyConfig(l, filepath.Join(l.control(), "kube-proxy.kubeconfig"),
 			n.Name, n.IP.String(), l.net().NodeNet.String()),
-		filepath.Join(l.certsDir(n), LocalRegistryName, "hosts.toml"): hostsTOML(l),
+		filepath.Join(l.certsDir(n), registry.LocalName, "hosts.toml"): registry.HostsTOML(l.registryAddr()),
 	}
 	for p, body := range files {
 		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
@@ -354,7 +356,7 @@ func (c *Cluster) bootRuntime(ctx context.Context, n Node, images []string) erro
 		containerd, "--config", filepath.Join(l.node(n), "containerd.toml")); err != nil {
 		return err
 	}
-	if err := waitUnix(ctx, l.containerdSock(n), 30*time.Second, c.tail("containerd/"+n.Name)); err != nil {
+	if err := host.WaitUnix(ctx, l.containerdSock(n), 30*time.Second, c.tail("containerd/"+n.Name)); err != nil {
 		return fmt.Errorf("containerd on %s: %w", n.Name, err)
 	}
 	for _, img := range images {
@@ -425,7 +427,7 @@ func (c *Cluster) KillNode(name string) error {
 	if err != nil {
 		return err
 	}
-	return killCgroup(n.Cgroup, 30*time.Second)
+	return host.KillCgroup(n.Cgroup, 30*time.Second)
 }
 
 // RebootNode kills the node if it still runs, clears what a reboot clears (its runtime directory and every
@@ -435,10 +437,10 @@ func (c *Cluster) RebootNode(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := killCgroup(n.Cgroup, 30*time.Second); err != nil {
+	if err := host.KillCgroup(n.Cgroup, 30*time.Second); err != nil {
 		return err
 	}
-	if err := unmountUnder(c.layout.nodeRun(n), filepath.Join(c.layout.node(n), "kubelet")); err != nil {
+	if err := host.Unmount(c.layout.nodeRun(n), filepath.Join(c.layout.node(n), "kubelet")); err != nil {
 		return err
 	}
 	for _, d := range []string{c.layout.nodeRun(n), filepath.Join(c.layout.node(n), "cni", "ipam")} {
@@ -455,7 +457,7 @@ func (c *Cluster) RebootNode(ctx context.Context, name string) error {
 // NodeAlive reports whether the node's kubelet process runs.
 func (c *Cluster) NodeAlive(name string) bool {
 	p, ok := c.proc("kubelet/" + name)
-	return ok && p.alive()
+	return ok && p.Alive()
 }
 
 // tail returns a function reading the end of a daemon's log, for error messages.
@@ -477,61 +479,6 @@ func (c *Cluster) tail(name string) func() string {
 	}
 }
 
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func waitTCP(ctx context.Context, addr string, d time.Duration, tail func() string) error {
-	deadline := time.Now().Add(d)
-	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			return conn.Close()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not listening after %s: %w%s", addr, d, err, tail())
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-func waitUnix(ctx context.Context, path string, d time.Duration, tail func() string) error {
-	deadline := time.Now().Add(d)
-	for {
-		conn, err := net.DialTimeout("unix", path, time.Second)
-		if err == nil {
-			return conn.Close()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not answering after %s: %w%s", path, d, err, tail())
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 // ContainerPIDs lists the processes of a container (its ID as in containerStatuses, without the
 // containerd:// prefix) on a node: the kubelet's cgroupfs layout ends every container's cgroup in its ID.
 func (c *Cluster) ContainerPIDs(node, containerID string) ([]int, error) {
@@ -539,7 +486,7 @@ func (c *Cluster) ContainerPIDs(node, containerID string) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	roots, err := cgroupRoots()
+	roots, err := host.CgroupRoots()
 	if err != nil {
 		return nil, err
 	}
@@ -558,13 +505,13 @@ func (c *Cluster) ContainerPIDs(node, containerID string) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cgroupPIDs(rel)
+	return host.CgroupPIDs(rel)
 }
 
 // Processes lists every process of the cluster — control plane, node daemons, containers — with the cgroup
 // (relative to the cluster's) it runs in.
 func (c *Cluster) Processes() (map[int]string, error) {
-	roots, err := cgroupRoots()
+	roots, err := host.CgroupRoots()
 	if err != nil {
 		return nil, err
 	}

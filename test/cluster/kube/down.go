@@ -1,17 +1,16 @@
 package kube
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/txmesh/txmesh/test/cluster/host"
 )
 
 // Open attaches to the cluster described by the layout's state file.
@@ -26,11 +25,11 @@ func Open(l Layout, bin map[string]string, pauseImage string, log io.Writer) (*C
 // Healthy reports whether every daemon of the cluster still runs.
 func (c *Cluster) Healthy() error {
 	c.mu.Lock()
-	procs := append([]procRecord(nil), c.st.Procs...)
+	procs := append([]host.Proc(nil), c.st.Procs...)
 	c.mu.Unlock()
 	var dead []string
 	for _, p := range procs {
-		if !p.alive() {
+		if !p.Alive() {
 			dead = append(dead, p.Name)
 		}
 	}
@@ -38,6 +37,14 @@ func (c *Cluster) Healthy() error {
 		return fmt.Errorf("not running: %s", strings.Join(dead, ", "))
 	}
 	return nil
+}
+
+// Abandoned reports whether none of the cluster's daemons runs: the remains of a run that was killed or of
+// a machine that rebooted, which nobody can be using.
+func (c *Cluster) Abandoned() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return host.Dead(c.st.Procs)
 }
 
 // Down removes everything a cluster made: its processes (by cgroup, by recorded PID, and by any process
@@ -59,7 +66,7 @@ func Down(l Layout, log io.Writer) error {
 		}
 	}
 	step("kill processes", killAll(l, st))
-	step("unmount", unmountUnder(l.Dir, l.Run))
+	step("unmount", host.Unmount(l.Dir, l.Run))
 	nodes := st.Nodes
 	if len(nodes) == 0 {
 		for i := 1; i <= 9; i++ {
@@ -69,10 +76,10 @@ func Down(l Layout, log io.Writer) error {
 	step("network", teardownNet(l, nodes))
 	step("kube-proxy tables", deleteProxyTables(l, st.HostProxy))
 	step("sysctls", restoreSysctls(st.Sysctls))
-	step("cgroups", removeCgroup(l.Name))
+	step("cgroups", host.RemoveCgroup(l.Name))
 	for _, p := range st.NewPaths {
 		// /run/netns, for one, is a mount point of its own once `ip netns add` made it.
-		step("unmount "+p, unmountUnder(p))
+		step("unmount "+p, host.Unmount(p))
 		step("remove "+p, os.RemoveAll(p))
 	}
 	step("container log links", removeLinksInto("/var/log/containers", l.Dir))
@@ -92,13 +99,13 @@ func Down(l Layout, log io.Writer) error {
 // cgroups, its cgroups, network namespaces, links, nft table, mounts and directories. Empty after Down.
 func Leftovers(l Layout) []string {
 	var out []string
-	if pids, _ := cgroupPIDs(l.Name); len(pids) > 0 {
+	if pids, _ := host.CgroupPIDs(l.Name); len(pids) > 0 {
 		out = append(out, fmt.Sprintf("processes in cgroup %s: %v", l.Name, pids))
 	}
-	if pids := pidsNaming(l.Dir, l.Run); len(pids) > 0 {
+	if pids := host.PIDsNaming(l.Dir, l.Run); len(pids) > 0 {
 		out = append(out, fmt.Sprintf("processes naming %s or %s: %v", l.Dir, l.Run, pids))
 	}
-	if roots, err := cgroupRoots(); err == nil {
+	if roots, err := host.CgroupRoots(); err == nil {
 		for _, r := range roots {
 			if _, err := os.Stat(filepath.Join(r, l.Name)); err == nil {
 				out = append(out, "cgroup "+filepath.Join(r, l.Name))
@@ -117,10 +124,10 @@ func Leftovers(l Layout) []string {
 			out = append(out, "link "+e.Name())
 		}
 	}
-	if tables, err := runCmd(cmdTimeout, "nft", "list", "tables"); err == nil && strings.Contains(tables, l.guardTable()) {
+	if tables, err := host.Run(host.CmdTimeout, "nft", "list", "tables"); err == nil && strings.Contains(tables, l.guardTable()) {
 		out = append(out, "nft table "+l.guardTable())
 	}
-	if m, _ := mountsUnder(l.Dir, l.Run); len(m) > 0 {
+	if m, _ := host.Mounts(l.Dir, l.Run); len(m) > 0 {
 		out = append(out, fmt.Sprintf("mounts %v", m))
 	}
 	for _, d := range []string{l.Dir, l.Run} {
@@ -132,19 +139,19 @@ func Leftovers(l Layout) []string {
 }
 
 func killAll(l Layout, st *state) error {
-	thaw(l.Name)
+	host.Thaw(l.Name)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		pids, err := cgroupPIDs(l.Name)
+		pids, err := host.CgroupPIDs(l.Name)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 		for _, p := range st.Procs {
-			if p.alive() {
+			if p.Alive() {
 				pids = append(pids, p.PID)
 			}
 		}
-		pids = append(pids, pidsNaming(l.Dir, l.Run)...)
+		pids = append(pids, host.PIDsNaming(l.Dir, l.Run)...)
 		if len(pids) == 0 {
 			return nil
 		}
@@ -160,113 +167,21 @@ func killAll(l Layout, st *state) error {
 	}
 }
 
-// pidsNaming finds processes whose command line mentions one of the directories (a daemon that escaped its
-// cgroup, e.g. started by a crashed harness before it joined one).
-func pidsNaming(dirs ...string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		cmd := string(b)
-		for _, d := range dirs {
-			if strings.Contains(cmd, d+"/") || strings.Contains(cmd, d+"\x00") {
-				out = append(out, pid)
-				break
-			}
-		}
-	}
-	return out
-}
-
-// unmountUnder unmounts every mount point under the given directories, deepest first (lazily, so a busy
-// mount of a process being reaped does not block teardown).
-func unmountUnder(dirs ...string) error {
-	for range 5 {
-		mounts, err := mountsUnder(dirs...)
-		if err != nil {
-			return err
-		}
-		if len(mounts) == 0 {
-			return nil
-		}
-		for _, m := range mounts {
-			_ = syscall.Unmount(m, syscall.MNT_DETACH)
-		}
-	}
-	left, _ := mountsUnder(dirs...)
-	if len(left) > 0 {
-		return fmt.Errorf("still mounted: %v", left)
-	}
-	return nil
-}
-
-func mountsUnder(dirs ...string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMount(fields[4])
-		for _, d := range dirs {
-			if mp == d || strings.HasPrefix(mp, d+"/") {
-				out = append(out, mp)
-				break
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out, sc.Err()
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // deleteProxyTables removes the nft tables of the host's kube-proxy. Without a state file it removes them
 // only when they translate the cluster's Service range (they are then ours).
 func deleteProxyTables(l Layout, known bool) error {
 	if !known {
-		out, err := runCmd(cmdTimeout, "nft", "list", "table", "ip", "kube-proxy")
+		out, err := host.Run(host.CmdTimeout, "nft", "list", "table", "ip", "kube-proxy")
 		if err != nil || !strings.Contains(out, fmt.Sprintf("10.%d.", l.Octet+2)) {
 			return nil //nolint:nilerr // absent, or another cluster's
 		}
 	}
 	var errs []error
 	for _, fam := range []string{"ip", "ip6"} {
-		if _, err := runCmd(cmdTimeout, "nft", "list", "table", fam, "kube-proxy"); err != nil {
+		if _, err := host.Run(host.CmdTimeout, "nft", "list", "table", fam, "kube-proxy"); err != nil {
 			continue // absent
 		}
-		if _, err := runCmd(cmdTimeout, "nft", "delete", "table", fam, "kube-proxy"); err != nil {
+		if _, err := host.Run(host.CmdTimeout, "nft", "delete", "table", fam, "kube-proxy"); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -16,8 +16,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/txmesh/txmesh/test/cluster/build"
+	"github.com/txmesh/txmesh/test/cluster/gobuild"
 	"github.com/txmesh/txmesh/test/cluster/images"
+	"github.com/txmesh/txmesh/test/cluster/registry"
 )
 
 // testLayout differs from the default in every name and range, so the test runs beside a cluster of
@@ -27,22 +28,22 @@ func testLayout(dir string) Layout {
 		Run: "/run/txmesh-crashtest"}
 }
 
-func artifacts(t *testing.T) (build.Binaries, images.Image) {
+func artifacts(t *testing.T) (gobuild.Binaries, images.Image) {
 	t.Helper()
-	cache, err := build.CacheDir()
+	cache, err := gobuild.CacheDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	bins, err := build.Ensure(context.Background(), cache, build.Find("kubernetes"), os.Stderr)
+	bins, err := gobuild.Ensure(context.Background(), cache, Component(), os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := build.Ensure(context.Background(), cache, build.FindCD("distribution"), os.Stderr)
+	reg, err := gobuild.Ensure(context.Background(), cache, registry.Component(), os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	bins["registry"] = reg["registry"]
-	pause, err := (&images.Builder{Dir: filepath.Join(cache, "images")}).Pause(context.Background())
+	pause, err := Pause(context.Background(), &images.Builder{Dir: filepath.Join(cache, "images")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestHelperStartCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	pulled := LocalRegistryName + "/pulled-pause:1"
+	pulled := registry.LocalName + "/pulled-pause:1"
 	if _, err := c.Push(ctx, pause.Path, pulled); err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
-	"time"
+
+	"github.com/txmesh/txmesh/test/cluster/host"
 )
 
 // The network: a bridge on the host (the control plane's address) with one veth per node, each node in its
@@ -16,22 +16,11 @@ import (
 // default route, and an nft table drops anything that would be routed between the bridge and any other
 // interface (so no pod reaches an address this machine did not create, whatever ip_forward says).
 
-const cmdTimeout = 20 * time.Second
-
-func ip(args ...string) error {
-	_, err := runCmd(cmdTimeout, append([]string{"ip"}, args...)...)
-	return err
-}
-
-func ipNS(ns string, args ...string) error {
-	return ip(append([]string{"-n", ns}, args...)...)
-}
-
 // checkAddressesFree fails when the machine already routes one of the cluster's ranges (another network
 // would be shadowed, or a stale cluster is left).
 func checkAddressesFree(l Layout) error {
 	nw := l.net()
-	out, err := runCmd(cmdTimeout, "ip", "-4", "route", "show", "table", "all")
+	out, err := host.Run(host.CmdTimeout, "ip", "-4", "route", "show", "table", "all")
 	if err != nil {
 		return err
 	}
@@ -72,18 +61,18 @@ func checkAddressesFree(l Layout) error {
 
 func setupBridge(l Layout) error {
 	nw := l.net()
-	if err := ip("link", "add", l.Bridge, "type", "bridge"); err != nil {
+	if err := host.IP("link", "add", l.Bridge, "type", "bridge"); err != nil {
 		return err
 	}
-	if err := ip("addr", "add", netip.PrefixFrom(nw.HostIP, nw.NodeNet.Bits()).String(), "dev", l.Bridge); err != nil {
+	if err := host.IP("addr", "add", netip.PrefixFrom(nw.HostIP, nw.NodeNet.Bits()).String(), "dev", l.Bridge); err != nil {
 		return err
 	}
-	if err := ip("link", "set", l.Bridge, "up"); err != nil {
+	if err := host.IP("link", "set", l.Bridge, "up"); err != nil {
 		return err
 	}
 	// The Service range goes to the bridge, so host traffic to a ClusterIP that kube-proxy does not translate
 	// never leaves through the machine's own uplink.
-	return ip("route", "add", nw.ServiceNet.String(), "dev", l.Bridge, "src", nw.HostIP.String())
+	return host.IP("route", "add", nw.ServiceNet.String(), "dev", l.Bridge, "src", nw.HostIP.String())
 }
 
 func guardRules(l Layout) string {
@@ -109,20 +98,20 @@ func setupGuard(l Layout) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	_, err = runCmd(cmdTimeout, "nft", "-f", f.Name())
+	_, err = host.Run(host.CmdTimeout, "nft", "-f", f.Name())
 	return err
 }
 
 func setupNodeNet(l Layout, n Node, all []Node) error {
 	nw := l.net()
 	ns := n.Netns
-	if err := ip("netns", "add", ns); err != nil {
+	if err := host.IP("netns", "add", ns); err != nil {
 		return err
 	}
-	if err := ip("link", "add", n.Veth, "type", "veth", "peer", "name", "eth0", "netns", ns); err != nil {
+	if err := host.IP("link", "add", n.Veth, "type", "veth", "peer", "name", "eth0", "netns", ns); err != nil {
 		return err
 	}
-	if err := ip("link", "set", n.Veth, "master", l.Bridge, "up"); err != nil {
+	if err := host.IP("link", "set", n.Veth, "master", l.Bridge, "up"); err != nil {
 		return err
 	}
 	steps := [][]string{
@@ -137,23 +126,16 @@ func setupNodeNet(l Layout, n Node, all []Node) error {
 		}
 	}
 	for _, s := range steps {
-		if err := ipNS(ns, s...); err != nil {
+		if err := host.IPIn(ns, s...); err != nil {
 			return err
 		}
 	}
 	for k, v := range map[string]string{"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/rp_filter": "0"} {
-		if err := nsSysctl(ns, k, v); err != nil {
+		if err := host.NetnsSysctl(ns, k, v); err != nil {
 			return err
 		}
 	}
-	return ip("route", "add", n.PodNet.String(), "via", n.IP.String())
-}
-
-// nsSysctl writes a per-namespace sysctl from inside the namespace (/proc/sys/net shows the writer's own).
-func nsSysctl(ns, key, value string) error {
-	_, err := runCmd(cmdTimeout, "nsenter", "--net=/run/netns/"+ns, "--", "/bin/sh", "-c",
-		fmt.Sprintf("echo %s > /proc/sys/%s", value, key))
-	return err
+	return host.IP("route", "add", n.PodNet.String(), "via", n.IP.String())
 }
 
 // CutNode takes the node's link down: it keeps running but reaches nothing and nothing reaches it.
@@ -162,7 +144,7 @@ func (c *Cluster) CutNode(name string) error {
 	if err != nil {
 		return err
 	}
-	return ip("link", "set", n.Veth, "down")
+	return host.IP("link", "set", n.Veth, "down")
 }
 
 // HealNode brings a cut link back.
@@ -171,7 +153,7 @@ func (c *Cluster) HealNode(name string) error {
 	if err != nil {
 		return err
 	}
-	return ip("link", "set", n.Veth, "up")
+	return host.IP("link", "set", n.Veth, "up")
 }
 
 // teardownNet removes everything the network setup made; every step tolerates its thing being absent.
@@ -180,36 +162,31 @@ func teardownNet(l Layout, nodes []Node) error {
 	entries, _ := os.ReadDir("/run/netns")
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), l.Name+"-") {
-			if err := ip("netns", "delete", e.Name()); err != nil {
+			if err := host.IP("netns", "delete", e.Name()); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
 	for _, n := range nodes {
 		// The kernel removes a veth whose peer's namespace was deleted a moment later: gone is fine.
-		if linkExists(n.Veth) {
-			if err := ip("link", "delete", n.Veth); err != nil && linkExists(n.Veth) {
+		if host.LinkExists(n.Veth) {
+			if err := host.IP("link", "delete", n.Veth); err != nil && host.LinkExists(n.Veth) {
 				errs = append(errs, err)
 			}
 		}
 	}
-	if linkExists(l.Bridge) {
-		if err := ip("link", "delete", l.Bridge); err != nil {
+	if host.LinkExists(l.Bridge) {
+		if err := host.IP("link", "delete", l.Bridge); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if out, err := runCmd(cmdTimeout, "nft", "list", "tables"); err == nil &&
+	if out, err := host.Run(host.CmdTimeout, "nft", "list", "tables"); err == nil &&
 		strings.Contains(out, "table inet "+l.guardTable()) {
-		if _, err := runCmd(cmdTimeout, "nft", "delete", "table", "inet", l.guardTable()); err != nil {
+		if _, err := host.Run(host.CmdTimeout, "nft", "delete", "table", "inet", l.guardTable()); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func linkExists(name string) bool {
-	_, err := os.Stat(filepath.Join("/sys/class/net", name))
-	return err == nil
 }
 
 // faultTable is the nft table of a node's injected network faults.
@@ -240,7 +217,7 @@ func (c *Cluster) BlockFromPod(node, podIP string, port int, dst []string) error
 	if err := f.Close(); err != nil {
 		return err
 	}
-	_, err = runCmd(cmdTimeout, "nsenter", "--net=/run/netns/"+n.Netns, "--", "nft", "-f", f.Name())
+	_, err = host.Run(host.CmdTimeout, host.InNetns(n.Netns, "nft", "-f", f.Name())...)
 	return err
 }
 
@@ -250,6 +227,6 @@ func (c *Cluster) UnblockFromPod(node string) error {
 	if err != nil {
 		return err
 	}
-	_, err = runCmd(cmdTimeout, "nsenter", "--net=/run/netns/"+n.Netns, "--", "nft", "delete", "table", "inet", faultTable)
+	_, err = host.Run(host.CmdTimeout, host.InNetns(n.Netns, "nft", "delete", "table", "inet", faultTable)...)
 	return err
 }

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/txmesh/txmesh/test/cluster/host"
+	"github.com/txmesh/txmesh/test/cluster/images"
 )
 
 // A machine without the node runtime gets told which Debian packages to install, not a hang or a stack trace.
@@ -65,12 +68,21 @@ func TestStartRefusesARoutedRange(t *testing.T) {
 	}
 	l := testLayout(t.TempDir())
 	l.Octet = 230
-	if err := ip("route", "add", "blackhole", "10.231.7.0/24"); err != nil {
+	if err := host.IP("route", "add", "blackhole", "10.231.7.0/24"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = ip("route", "del", "blackhole", "10.231.7.0/24") })
+	t.Cleanup(func() { _ = host.IP("route", "del", "blackhole", "10.231.7.0/24") })
 	err := checkAddressesFree(l)
 	if err == nil || !strings.Contains(err.Error(), "10.231.7.0/24") {
 		t.Fatalf("want the overlapping route named, got %v", err)
+	}
+}
+
+// Without gcc (or go) the pause image names what to install.
+func TestPauseNamesMissingTools(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := Pause(context.Background(), &images.Builder{Dir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "go not found") {
+		t.Fatalf("error %v, want the missing go named", err)
 	}
 }

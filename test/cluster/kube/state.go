@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/txmesh/txmesh/test/cluster/host"
 )
 
 // state is what teardown needs to undo a cluster, written before each thing it records is created.
 type state struct {
 	Nodes     []Node            `json:"nodes"`
-	Procs     []procRecord      `json:"procs"`
+	Procs     []host.Proc       `json:"procs"`
 	Sysctls   map[string]string `json:"sysctls"`    // the machine's values before the cluster started
 	NewPaths  []string          `json:"new_paths"`  // paths outside the layout the daemons create, absent before
 	EtcdPorts [2]int            `json:"etcd_ports"` // client, peer (loopback)

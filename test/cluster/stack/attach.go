@@ -18,10 +18,11 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/txmesh/txmesh/test/cluster/build"
-	"github.com/txmesh/txmesh/test/cluster/deploy"
+	"github.com/txmesh/txmesh/test/cluster/gobuild"
 	"github.com/txmesh/txmesh/test/cluster/images"
-	"github.com/txmesh/txmesh/test/cluster/kube"
+	"github.com/txmesh/txmesh/test/cluster/manifests"
+	"github.com/txmesh/txmesh/test/cluster/registry"
+	"github.com/txmesh/txmesh/test/cluster/txmesh"
 )
 
 // AttachOptions configure Attach.
@@ -34,7 +35,11 @@ type AttachOptions struct {
 	Overlay  string // kustomize/overlays/<Overlay>
 	Dir      string // where the apps' CA and keys are kept across runs; <cache>/attach unless set
 	Tag      string // the txmesh image tag deployed; "e2e" unless set
-	Log      io.Writer
+	// Mesh: the cluster runs Istio and the overlay puts txmesh in it (kustomize/overlays/kind-mesh): the
+	// namespace must have sidecar injection before anything is deployed, the apps do no TLS of their own, and
+	// Flagger owns them from the start (its -primary Deployments serve).
+	Mesh bool
+	Log  io.Writer
 }
 
 // ImageName is the txmesh image's name in the attached cluster's registry.
@@ -55,7 +60,7 @@ func Attach(ctx context.Context, o AttachOptions) (*Stack, error) {
 	if o.Kubeconfig == "" || o.Registry == "" || o.Overlay == "" {
 		return nil, errors.New("attach: the kubeconfig, registry and overlay are all required")
 	}
-	cache, err := build.CacheDir()
+	cache, err := gobuild.CacheDir()
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +68,7 @@ func Attach(ctx context.Context, o AttachOptions) (*Stack, error) {
 		o.Dir = filepath.Join(cache, "attach")
 	}
 	s := &Stack{Repo: o.RepoRoot, Timing: map[string]time.Duration{}, log: o.Log, cache: cache, attach: &o,
-		Bin: build.Binaries{}, Images: map[string]images.Image{},
+		Bin: gobuild.Binaries{}, Images: map[string]images.Image{},
 		builder: &images.Builder{Dir: filepath.Join(cache, "images"), Log: o.Log}}
 	for _, b := range []string{"kubectl", "kubectl-cnpg"} {
 		if s.Bin[b], err = exec.LookPath(b); err != nil {
@@ -74,7 +79,7 @@ func Attach(ctx context.Context, o AttachOptions) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.Apply, err = deploy.NewApplier(cfg, o.Log); err != nil {
+	if s.Apply, err = manifests.NewApplier(cfg, o.Log); err != nil {
 		return nil, err
 	}
 	t := time.Now()
@@ -84,7 +89,7 @@ func Attach(ctx context.Context, o AttachOptions) (*Stack, error) {
 		fmt.Fprintf(o.Log, "deploy: %s is in the registry already, deploying it\n", ref)
 		s.Images["txmesh"] = images.Image{Ref: ref}
 	} else {
-		img, err := s.builder.Txmesh(ctx, s.Repo, o.Tag)
+		img, err := txmesh.Image(ctx, s.builder, s.Repo, o.Tag)
 		if err != nil {
 			return nil, err
 		}
@@ -127,6 +132,9 @@ func (s *Stack) Kubeconfig() string {
 // Attached reports whether the stack runs on a cluster Attach was given (Cluster is nil then).
 func (s *Stack) Attached() bool { return s.attach != nil }
 
+// Meshed reports whether txmesh runs inside Istio's mesh (AttachOptions.Mesh).
+func (s *Stack) Meshed() bool { return s.attach != nil && s.attach.Mesh }
+
 // dir is where the stack keeps its files: the cluster's directory, or the attached run's.
 func (s *Stack) dir() string {
 	if s.attach != nil {
@@ -138,13 +146,13 @@ func (s *Stack) dir() string {
 // render renders the stack's overlay with the txmesh image at tag, plus optional patches.
 func (s *Stack) render(tag string, patches map[string]string) ([]*unstructured.Unstructured, error) {
 	if s.attach == nil {
-		overlay := "e2e"
+		overlay := txmesh.Overlay
 		if s.handedToFlux {
-			overlay = FluxOverlay
+			overlay = txmesh.FluxOverlay
 		}
-		return renderOverlay(s.Repo, overlay, "txmesh.local/txmesh", tag, patches)
+		return txmesh.Render(s.Repo, overlay, txmesh.LocalImage, tag, patches)
 	}
-	objs, err := renderOverlay(s.Repo, s.attach.Overlay, s.attach.ImageName(), tag, patches)
+	objs, err := txmesh.Render(s.Repo, s.attach.Overlay, s.attach.ImageName(), tag, patches)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +184,7 @@ func (s *Stack) pushAttached(ctx context.Context, img images.Image) error {
 	if err != nil {
 		return fmt.Errorf("push %s: %w", img.Ref, err)
 	}
-	d, err := kube.PushImage(ctx, s.attach.Registry, v, img.Ref)
+	d, err := registry.Push(ctx, s.attach.Registry, v, img.Ref)
 	if err != nil {
 		return err
 	}
@@ -187,7 +195,7 @@ func (s *Stack) pushAttached(ctx context.Context, img images.Image) error {
 // pulled is img as the nodes pull it: the attached cluster's registry name instead of the local one.
 func (s *Stack) pulled(img images.Image) images.Image {
 	if s.attach != nil {
-		img.Ref = s.attach.Registry + "/" + strings.TrimPrefix(img.Ref, kube.LocalRegistryName+"/")
+		img.Ref = s.attach.Registry + "/" + strings.TrimPrefix(img.Ref, registry.LocalName+"/")
 	}
 	return img
 }

@@ -1,6 +1,9 @@
-// Package stack is `make cluster-up` as one call: build (or find cached) every binary and image, start the
-// throwaway cluster, install its add-ons (CoreDNS, local-path storage, CloudNativePG) and deploy txmesh from
-// kustomize/overlays/e2e, then wait until all of it is healthy.
+// Package stack is `make cluster-up` as one call: it puts the components together in order. Build (or find
+// cached) every binary and image (kube, coredns, cnpg, localpath, registry, then busybox, txmesh, netpol,
+// prometheus), start the throwaway cluster (kube) or reuse the running one, deploy the NetworkPolicy
+// enforcer, the add-ons (CoreDNS, local-path storage, CloudNativePG) and Prometheus, and txmesh from
+// kustomize/overlays/e2e, then wait until all of it is healthy. The CD components (flux, flagger, gitserver)
+// are installed later by the e2e's cd-bootstrap (cd.go); Attach does the txmesh part on a kind cluster.
 package stack
 
 import (
@@ -8,14 +11,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/txmesh/txmesh/test/cluster/build"
-	"github.com/txmesh/txmesh/test/cluster/deploy"
+	"github.com/txmesh/txmesh/test/cluster/busybox"
+	"github.com/txmesh/txmesh/test/cluster/cnpg"
+	"github.com/txmesh/txmesh/test/cluster/coredns"
+	"github.com/txmesh/txmesh/test/cluster/gobuild"
 	"github.com/txmesh/txmesh/test/cluster/images"
 	"github.com/txmesh/txmesh/test/cluster/kube"
+	"github.com/txmesh/txmesh/test/cluster/localpath"
+	"github.com/txmesh/txmesh/test/cluster/manifests"
+	"github.com/txmesh/txmesh/test/cluster/registry"
+	"github.com/txmesh/txmesh/test/cluster/txmesh"
 )
 
 // Options configure Up.
@@ -30,10 +40,10 @@ type Options struct {
 // Stack is a running cluster with txmesh deployed.
 type Stack struct {
 	Cluster *kube.Cluster
-	Apply   *deploy.Applier
-	Bin     build.Binaries
+	Apply   *manifests.Applier
+	Bin     gobuild.Binaries
 	Images  map[string]images.Image // by role: pause, busybox, postgres, txmesh, coredns, cnpg, local-path
-	TLS     deploy.TLS              // the CA and a client certificate for talking to the apps
+	TLS     txmesh.TLS              // the CA and a client certificate for talking to the apps
 	Repo    string
 	Timing  map[string]time.Duration
 	log     io.Writer
@@ -63,21 +73,21 @@ func prepare(ctx context.Context, o *Options) (*Stack, error) {
 	if o.Layout == (kube.Layout{}) {
 		o.Layout = kube.DefaultLayout()
 	}
-	cache, err := build.CacheDir()
+	cache, err := gobuild.CacheDir()
 	if err != nil {
 		return nil, err
 	}
 	s := &Stack{Repo: o.RepoRoot, Timing: map[string]time.Duration{}, log: o.Log, cache: cache,
 		builder: &images.Builder{Dir: filepath.Join(cache, "images"), Log: o.Log}}
 	t := time.Now()
-	if s.Bin, err = build.All(ctx, cache, o.Log); err != nil {
-		return nil, err
+	s.Bin = gobuild.Binaries{}
+	for _, c := range clusterComponents() {
+		bins, err := gobuild.Ensure(ctx, cache, c, o.Log)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(s.Bin, bins)
 	}
-	reg, err := build.Ensure(ctx, cache, build.FindCD("distribution"), o.Log)
-	if err != nil {
-		return nil, err
-	}
-	s.Bin["registry"] = reg["registry"]
 	s.Timing["build"] = time.Since(t)
 	t = time.Now()
 	if err := s.buildImages(ctx, o.Tag); err != nil {
@@ -93,6 +103,12 @@ func prepare(ctx context.Context, o *Options) (*Stack, error) {
 	return s, nil
 }
 
+// clusterComponents are built first, in this order (netpol and prometheus come with their images).
+func clusterComponents() []gobuild.Component {
+	return []gobuild.Component{kube.Component(), coredns.Component(), cnpg.Component(), localpath.Component(),
+		registry.Component()}
+}
+
 // Up builds what is missing, then starts the cluster — or attaches to the one running — and makes sure txmesh
 // is deployed and healthy.
 func Up(ctx context.Context, o Options) (*Stack, error) {
@@ -101,7 +117,16 @@ func Up(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	t := time.Now()
-	if c, err := kube.Open(o.Layout, s.Bin, s.Images["pause"].Ref, o.Log); err == nil {
+	c, err := kube.Open(o.Layout, s.Bin, s.Images["pause"].Ref, o.Log)
+	if err == nil && c.Healthy() != nil && c.Abandoned() {
+		// A killed run (a CI timeout, a session's end) leaves its cluster behind with every daemon dead.
+		fmt.Fprintf(o.Log, "cluster: none of the left-over cluster's daemons runs (a killed run or a reboot): removing it\n")
+		if err := kube.Down(o.Layout, o.Log); err != nil {
+			return nil, fmt.Errorf("remove the remains of a dead cluster: %w (see `make cluster-down`)", err)
+		}
+		c, err = nil, os.ErrNotExist
+	}
+	if err == nil {
 		if herr := c.Healthy(); herr != nil {
 			return nil, fmt.Errorf("a cluster is left over and broken (%w): run `make cluster-down`", herr)
 		}
@@ -136,7 +161,7 @@ func Up(ctx context.Context, o Options) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.Apply, err = deploy.NewApplier(cfg, o.Log); err != nil {
+	if s.Apply, err = manifests.NewApplier(cfg, o.Log); err != nil {
 		return nil, err
 	}
 	t = time.Now()
@@ -162,42 +187,26 @@ func (s *Stack) buildImages(ctx context.Context, tag string) error {
 	b := s.builder
 	s.Images = map[string]images.Image{}
 	var err error
-	if s.Images["pause"], err = b.Pause(ctx); err != nil {
+	if s.Images["pause"], err = kube.Pause(ctx, b); err != nil {
 		return err
 	}
-	if s.Images["busybox"], err = b.Busybox(ctx); err != nil {
+	if s.Images["busybox"], err = busybox.Image(ctx, b); err != nil {
 		return err
 	}
-	if s.Images["postgres"], err = b.Postgres(ctx); err != nil {
+	if s.Images["postgres"], err = cnpg.Postgres(ctx, b); err != nil {
 		return err
 	}
-	if s.Images["txmesh"], err = b.Txmesh(ctx, s.Repo, tag); err != nil {
+	if s.Images["txmesh"], err = txmesh.Image(ctx, b, s.Repo, tag); err != nil {
 		return err
 	}
-	bin := map[string]struct {
-		ref, path, in string
-		entry         []string
-		user          string
-	}{
-		"coredns": {"txmesh.local/coredns:" + build.CoreDNSVersion, s.Bin["coredns"], "/coredns",
-			[]string{"/coredns"}, "65532:65532"},
-		// CloudNativePG's image layout: /manager, run as 10001 by its Deployment; the instance pods get the
-		// same binary copied in by its bootstrap init container.
-		"cnpg": {"txmesh.local/cloudnative-pg:" + build.CNPGVersion[1:], s.Bin["manager"], "/manager",
-			[]string{"/manager"}, "10001:10001"},
-		"local-path": {"txmesh.local/local-path-provisioner:" + build.LocalPathVersion, s.Bin["local-path-provisioner"],
-			"/usr/bin/local-path-provisioner", []string{"local-path-provisioner"}, ""},
+	if s.Images["coredns"], err = coredns.Image(ctx, b, s.Bin); err != nil {
+		return err
 	}
-	for role, spec := range bin {
-		files := map[string]string{spec.in: spec.path}
-		if role == "cnpg" {
-			// The operator finds the architectures it can hand to instance pods as operator/manager_<arch>
-			// (relative to its working directory, /), as its release image lays them out.
-			files["/operator/manager_amd64"] = spec.path
-		}
-		if s.Images[role], err = b.Binary(ctx, spec.ref, files, spec.entry, spec.user); err != nil {
-			return err
-		}
+	if s.Images["cnpg"], err = cnpg.Image(ctx, b, s.Bin); err != nil {
+		return err
+	}
+	if s.Images["local-path"], err = localpath.Image(ctx, b, s.Bin); err != nil {
+		return err
 	}
 	return nil
 }

@@ -21,7 +21,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/txmesh/txmesh/test/cluster/build"
+	"github.com/txmesh/txmesh/test/cluster/cnpg"
+	"github.com/txmesh/txmesh/test/cluster/gobuild"
 	"github.com/txmesh/txmesh/test/cluster/kube"
 	"github.com/txmesh/txmesh/test/cluster/stack"
 )
@@ -64,8 +65,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		// Every CD component too, helm-controller included (the e2e builds the others as it deploys them).
-		for _, c := range build.CDComponents() {
-			if _, err := build.Ensure(ctx, s, c, stdout); err != nil {
+		for _, c := range stack.CDComponents() {
+			if _, err := gobuild.Ensure(ctx, s, c, stdout); err != nil {
 				return err
 			}
 		}
@@ -83,7 +84,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		sort.Strings(parts)
 		fmt.Fprintf(stdout, "cluster up in %s (%v); Kubernetes %s, CloudNativePG %s\n",
-			time.Since(start).Round(time.Second), parts, build.KubernetesVersion, build.CNPGVersion)
+			time.Since(start).Round(time.Second), parts, kube.Version, cnpg.Version)
 		fmt.Fprintf(stdout, "KUBECONFIG=%s\n", s.Cluster.Kubeconfig())
 		return nil
 	default:

@@ -3,9 +3,12 @@
 //
 //	e2e [-repo DIR] [-rate 20] [-seed 1] [-out DIR]
 //	e2e -attach KUBECONFIG -registry HOST:PORT [-overlay kind] [-network kind] [...]
+//	e2e -attach KUBECONFIG -registry HOST:PORT -mesh istio [-overlay kind-mesh] [...]
 //
 // E2E_SCENARIOS=a,b runs a subset; E2E_KEEP=1 leaves the cluster up afterwards. With -attach the scenarios
-// run on a running kind cluster instead (.github/workflows/e2e.yml): nothing is started or removed.
+// run on a running kind cluster instead (.github/workflows/e2e.yml): nothing is started or removed. With
+// -mesh istio the cluster runs Istio, txmesh is deployed inside the mesh (mesh/ applied beforehand) and the
+// mesh's schedule runs: steady, bank-outage, fault-injection, canary-promote, canary-rollback.
 package main
 
 import (
@@ -48,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&a.registry, "registry", "", "with -attach: host:port of the plain-HTTP registry the images are pushed to")
 	fs.StringVar(&a.overlay, "overlay", "kind", "with -attach: the overlay deployed, kustomize/overlays/<name>")
 	fs.StringVar(&a.network, "network", "kind", "with -attach: the docker network of the kind nodes")
+	fs.StringVar(&a.mesh, "mesh", "", "with -attach: \"istio\" when the cluster runs Istio and txmesh goes inside its mesh "+
+		"(default overlay kind-mesh; the mesh's schedule)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,14 +80,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return nil
 }
 
-type attachFlags struct{ kubeconfig, registry, overlay, network string }
+type attachFlags struct{ kubeconfig, registry, overlay, network, mesh string }
+
+// meshOverlay is the overlay -mesh istio deploys unless -overlay names another.
+const meshOverlay = "kind-mesh"
 
 // validate returns the attached cluster the flags name (nil: the throwaway one), or why they do not fit.
 func (a attachFlags) validate(fs *flag.FlagSet, repo string) (*e2e.Attach, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if a.kubeconfig == "" {
-		for _, n := range []string{"registry", "overlay", "network"} {
+		for _, n := range []string{"registry", "overlay", "network", "mesh"} {
 			if set[n] {
 				return nil, fmt.Errorf("-%s is only for -attach", n)
 			}
@@ -98,6 +106,15 @@ func (a attachFlags) validate(fs *flag.FlagSet, repo string) (*e2e.Attach, error
 	if _, port, err := net.SplitHostPort(a.registry); err != nil || port == "" {
 		return nil, fmt.Errorf("-registry %q: want host:port", a.registry)
 	}
+	switch a.mesh {
+	case "":
+	case "istio":
+		if !set["overlay"] {
+			a.overlay = meshOverlay
+		}
+	default:
+		return nil, fmt.Errorf("-mesh %q: the mesh is istio (or leave -mesh out for the apps' own mTLS)", a.mesh)
+	}
 	if a.overlay == "" || strings.ContainsAny(a.overlay, `/\`) {
 		return nil, fmt.Errorf("-overlay %q: want the name of a directory of kustomize/overlays", a.overlay)
 	}
@@ -111,5 +128,6 @@ func (a attachFlags) validate(fs *flag.FlagSet, repo string) (*e2e.Attach, error
 	if err != nil {
 		return nil, err
 	}
-	return &e2e.Attach{Kubeconfig: kc, Registry: a.registry, Overlay: a.overlay, Network: a.network}, nil
+	return &e2e.Attach{Kubeconfig: kc, Registry: a.registry, Overlay: a.overlay, Network: a.network,
+		Mesh: a.mesh == "istio"}, nil
 }

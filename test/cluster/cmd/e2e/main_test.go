@@ -47,6 +47,9 @@ func TestRunRefusesAttachFlags(t *testing.T) {
 		{"overlay missing", []string{"-attach", kc, "-registry", "localhost:5001", "-overlay", "staging"}, "-overlay staging:"},
 		{"overlay as a path", []string{"-attach", kc, "-registry", "localhost:5001", "-overlay", "../e2e"}, "want the name of a directory"},
 		{"no network", []string{"-attach", kc, "-registry", "localhost:5001", "-network", ""}, "-network: the docker network"},
+		{"mesh without attach", []string{"-mesh", "istio"}, "-mesh is only for -attach"},
+		{"another mesh", []string{"-attach", kc, "-registry", "localhost:5001", "-mesh", "linkerd"}, `-mesh "linkerd": the mesh is istio`},
+		{"mesh overlay missing", []string{"-attach", kc, "-registry", "localhost:5001", "-mesh", "istio"}, "-overlay kind-mesh:"},
 		{"unknown flag", []string{"-provider", "istio"}, "flag provided but not defined: -provider"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -67,6 +70,7 @@ func TestValidateAttach(t *testing.T) {
 		fs.StringVar(&a.registry, "registry", "", "")
 		fs.StringVar(&a.overlay, "overlay", "kind", "")
 		fs.StringVar(&a.network, "network", "kind", "")
+		fs.StringVar(&a.mesh, "mesh", "", "")
 		if err := fs.Parse(args); err != nil {
 			t.Fatal(err)
 		}
@@ -89,8 +93,35 @@ func TestValidateAttach(t *testing.T) {
 		t.Fatalf("got %+v; want the absolute kubeconfig %s, localhost:5001, other, ci", got, kc)
 	}
 	f, fs = parse("-attach", kc, "-registry", "localhost:5001")
-	if got, err = f.validate(fs, repo); err != nil || got.Overlay != "kind" || got.Network != "kind" {
-		t.Fatalf("defaults: got %+v, %v; want overlay and network kind", got, err)
+	if got, err = f.validate(fs, repo); err != nil || got.Overlay != "kind" || got.Network != "kind" || got.Mesh {
+		t.Fatalf("defaults: got %+v, %v; want overlay and network kind, no mesh", got, err)
+	}
+}
+
+// -mesh istio deploys the mesh's overlay unless -overlay names one, and says so to the run.
+func TestValidateAttachMesh(t *testing.T) {
+	repo, kc := repoWith(t, "kind", "kind-mesh", "other")
+	for _, c := range []struct {
+		args    []string
+		overlay string
+		mesh    bool
+	}{
+		{[]string{"-mesh", "istio"}, "kind-mesh", true},
+		{[]string{"-mesh", "istio", "-overlay", "other"}, "other", true},
+		{[]string{"-overlay", "kind-mesh"}, "kind-mesh", false},
+		{nil, "kind", false},
+	} {
+		fs := flag.NewFlagSet("e2e", flag.ContinueOnError)
+		a := attachFlags{kubeconfig: kc, registry: "localhost:5001", overlay: "kind", network: "kind"}
+		fs.StringVar(&a.overlay, "overlay", "kind", "")
+		fs.StringVar(&a.mesh, "mesh", "", "")
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		got, err := a.validate(fs, repo)
+		if err != nil || got.Overlay != c.overlay || got.Mesh != c.mesh {
+			t.Errorf("%v: got %+v, %v; want overlay %s, mesh %v", c.args, got, err, c.overlay, c.mesh)
+		}
 	}
 }
 
