@@ -53,7 +53,7 @@ var moreRuleCases = []struct {
 	{"imported image on the default pull policy", "imported-image-not-pulled",
 		mutate(minikube, "Job", "bank-seed", inContainer("txmesh.local/txmesh:0.1.0", "image")), `image "txmesh.local/txmesh:0.1.0" is imported into the nodes`},
 	{"e2e: database image on the default pull policy", "imported-image-not-pulled",
-		mutate(e2e, "Cluster", "bank-db", del("spec.imagePullPolicy")), `image "txmesh.local/postgresql:15-bookworm" is imported into the nodes`},
+		mutate(e2e, "Cluster", "bank-db", del("spec.imagePullPolicy")), `image "txmesh.local/postgresql:18-forky" is imported into the nodes`},
 	{"single database instance", "cnpg-three-instances",
 		mutate(minikube, "Cluster", "bank-db", set("spec.instances", int64(1))), "Cluster txmesh/bank-db spec.instances: 1: needs 3 instances"},
 	{"e2e: two database instances", "cnpg-three-instances",

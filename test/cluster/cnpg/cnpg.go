@@ -1,6 +1,6 @@
 // Package cnpg is CloudNativePG: the operator (and kubectl-cnpg, the e2e's `kubectl cnpg`) built from its
 // module, imaged, and deployed from the module's own release kustomization (config/default) in cnpg-system;
-// and the PostgreSQL operand image its clusters run (postgres.go), built from Debian's postgresql-15.
+// and the PostgreSQL operand image its clusters run (postgres.go), built from Debian's postgresql-18 (forky).
 package cnpg
 
 import (

@@ -63,3 +63,25 @@ func TestPostgresNamesMissingTools(t *testing.T) {
 		t.Fatalf("error %v, want mmdebstrap and its package named", err)
 	}
 }
+
+// The operand image's mirror is the machine's Debian archive for its own release: not its security
+// archive, not a disabled entry, options and comments skipped, one-line and deb822 formats alike.
+func TestMirrorIn(t *testing.T) {
+	for _, c := range []struct {
+		name, text string
+		deb822     bool
+		want       string
+	}{
+		{"one-line", "# deb http://old.example/debian bookworm main\ndeb http://sec.example/debian-security bookworm-security main\n" +
+			"deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm main\n", false, "http://mirror.example/debian"},
+		{"one-line, other release", "deb http://mirror.example/debian trixie main\n", false, ""},
+		{"deb822", "Types: deb\nURIs: http://sec.example/debian-security\nSuites: bookworm-security\nComponents: main\n\n" +
+			"Types: deb deb-src\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n", true, "http://mirror.example/debian"},
+		{"deb822, disabled", "Types: deb\nEnabled: no\nURIs: http://mirror.example/debian\nSuites: bookworm\n", true, ""},
+		{"deb822, sources only", "Types: deb-src\nURIs: http://mirror.example/debian\nSuites: bookworm\n", true, ""},
+	} {
+		if got := mirrorIn(c.text, c.deb822, "bookworm"); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}

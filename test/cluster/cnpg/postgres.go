@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -14,11 +15,13 @@ import (
 )
 
 // postgresBuilder is bumped whenever the build below changes in a way its arguments do not show.
-const postgresBuilder = "postgres-1"
+const postgresBuilder = "postgres-2"
 
+// The manifests ship PostgreSQL 18 (the base's imageName); Debian carries it from forky (testing) on, so the
+// whole root file system comes from that suite, through the machine's own Debian mirror.
 const (
-	pgSuite = "bookworm"
-	pgMajor = "15"
+	pgSuite = "forky"
+	pgMajor = "18"
 )
 
 var pgPackages = []string{"postgresql-" + pgMajor}
@@ -42,12 +45,16 @@ const pgEssentialHook = `set -eu
 r=$1
 if grep -q '^postgres:' "$r/etc/passwd" "$r/etc/group"; then echo "postgres exists already" >&2; exit 1; fi
 if cut -d: -f3 "$r/etc/group" | grep -qx 990; then echo "gid 990 is taken" >&2; exit 1; fi
-sed -i 's/^tape:x:26:/tape:x:990:/' "$r/etc/group"
+sed -i 's/^tape:\([^:]*\):26:/tape:\1:990:/' "$r/etc/group"
 if cut -d: -f3 "$r/etc/passwd" | grep -qx 26 || cut -d: -f3 "$r/etc/group" | grep -qx 26; then echo "id 26 is taken" >&2; exit 1; fi
-echo 'postgres:x:26:' >>"$r/etc/group"
-echo 'postgres:!::' >>"$r/etc/gshadow"
-echo 'postgres:x:26:26:PostgreSQL administrator,,,:/var/lib/postgresql:/bin/bash' >>"$r/etc/passwd"
-echo 'postgres:!:10957::::::' >>"$r/etc/shadow"
+# From trixie on, the Essential set has no shadow files yet (entries read '*'); the passwd package converts
+# every entry, this one included, when it is installed.
+pw='*'
+if [ -e "$r/etc/shadow" ]; then pw=x; fi
+echo "postgres:$pw:26:" >>"$r/etc/group"
+if [ -e "$r/etc/gshadow" ]; then echo 'postgres:!::' >>"$r/etc/gshadow"; fi
+echo "postgres:$pw:26:26:PostgreSQL administrator,,,:/var/lib/postgresql:/bin/bash" >>"$r/etc/passwd"
+if [ -e "$r/etc/shadow" ]; then echo 'postgres:!:10957::::::' >>"$r/etc/shadow"; fi
 mkdir -p "$r/etc/postgresql-common/createcluster.d"
 echo 'create_main_cluster = false' >"$r/etc/postgresql-common/createcluster.d/txmesh.conf"
 for s in 1 2 3 4 5 6 7 8; do mkdir -p "$r/usr/share/man/man$s"; done
@@ -71,22 +78,25 @@ find "$r/var/log" -type f -delete
 rm -f "$r/var/cache/debconf/"*-old "$r/var/lib/dpkg/"*-old "$r/etc/"*- "$r/var/cache/ldconfig/aux-cache"
 `
 
-// Postgres builds the CloudNativePG operand image from Debian's postgresql-15 with mmdebstrap, using the
-// machine's own apt sources (and so its mirror), and returns txmesh.local/postgresql:15-bookworm (the
-// operator reads the major version from the tag). Image.Version is Debian's postgresql-15 version, also
-// in the label org.opencontainers.image.version. Keyed by suite, packages and this builder's arguments and
-// version; a build takes 25-60 s here and needs the mirror.
+// Postgres builds the CloudNativePG operand image from Debian's postgresql-18 with mmdebstrap, from the
+// machine's own Debian mirror, and returns txmesh.local/postgresql:18-forky (the operator reads the major
+// version from the tag). Image.Version is Debian's postgresql-18 version, also in the label
+// org.opencontainers.image.version. Keyed by suite, packages and this builder's arguments and version
+// (not by the mirror); a build takes 1-2 min here and needs the mirror.
 func Postgres(ctx context.Context, b *images.Builder) (images.Image, error) {
 	ref := "txmesh.local/postgresql:" + pgMajor + "-" + pgSuite
 	mmdebstrap, err := images.Need("mmdebstrap", "mmdebstrap")
 	if err != nil {
 		return images.Image{}, err
 	}
-	sources, err := aptSources(pgSuite)
+	mirror, err := debianMirror()
 	if err != nil {
 		return images.Image{}, err
 	}
-	args := []string{"--variant=apt", "--format=tar", "--include=" + strings.Join(pgPackages, ",")}
+	// A mirror that is a snapshot serves a testing suite whose Release has expired (testing's are valid for a
+	// week); its signature is still checked against the machine's Debian keyring.
+	args := []string{"--variant=apt", "--format=tar", "--include=" + strings.Join(pgPackages, ","),
+		`--aptopt=Acquire::Check-Valid-Until "false"`}
 	for _, p := range pgExcludes {
 		args = append(args, "--dpkgopt=path-exclude="+p)
 	}
@@ -95,7 +105,7 @@ func Postgres(ctx context.Context, b *images.Builder) (images.Image, error) {
 	return b.Cached(ref, k, "", func(dir string) (string, oci.Image, error) {
 		rootfs, versionFile := filepath.Join(dir, "rootfs.tar"), filepath.Join(dir, "version")
 		if _, err := images.Run(ctx, images.Command{
-			Name: mmdebstrap, Args: slices.Concat(args, []string{pgSuite, rootfs}, sources), Dir: dir, Timeout: 15 * time.Minute,
+			Name: mmdebstrap, Args: slices.Concat(args, []string{pgSuite, rootfs, "deb " + mirror + " " + pgSuite + " main"}), Dir: dir, Timeout: 15 * time.Minute,
 			Env: []string{"SOURCE_DATE_EPOCH=" + fmt.Sprint(oci.Epoch.Unix()), "TXMESH_PG_VERSION=" + versionFile},
 		}); err != nil {
 			return "", oci.Image{}, fmt.Errorf("mmdebstrap (needs root and the apt mirror): %w", err)
@@ -128,27 +138,62 @@ func Postgres(ctx context.Context, b *images.Builder) (images.Image, error) {
 	})
 }
 
-// aptSources lists the machine's apt source files that name suite, read now so that no mirror is
-// written down anywhere: mmdebstrap pastes a file given as its mirror into the new system's sources.
-func aptSources(suite string) ([]string, error) {
+// debianMirror returns the URI of the Debian archive in the machine's apt sources (the entry for its own
+// release, not its security archive), read now so that no mirror is written down anywhere. The image's
+// sources.list that mmdebstrap writes from it is removed by pgCustomizeHook.
+func debianMirror() (string, error) {
+	codename := ""
+	if raw, err := os.ReadFile("/etc/os-release"); err == nil {
+		for _, l := range strings.Split(string(raw), "\n") {
+			if v, ok := strings.CutPrefix(l, "VERSION_CODENAME="); ok {
+				codename = strings.Trim(v, `"`)
+			}
+		}
+	}
+	if codename == "" {
+		return "", fmt.Errorf("no VERSION_CODENAME in /etc/os-release: this builder uses the machine's Debian mirror")
+	}
 	files, _ := filepath.Glob("/etc/apt/sources.list.d/*.sources")
 	lists, _ := filepath.Glob("/etc/apt/sources.list.d/*.list")
-	files = append(append([]string{"/etc/apt/sources.list"}, files...), lists...)
-	var out []string
-	for _, f := range files {
+	for _, f := range append(append([]string{"/etc/apt/sources.list"}, lists...), files...) {
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
-		for _, field := range strings.Fields(string(raw)) {
-			if field == suite {
-				out = append(out, f)
-				break
-			}
+		if uri := mirrorIn(string(raw), strings.HasSuffix(f, ".sources"), codename); uri != "" {
+			return uri, nil
 		}
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no apt source for Debian %s in /etc/apt/sources.list or /etc/apt/sources.list.d: this builder uses the machine's Debian mirror", suite)
+	return "", fmt.Errorf("no apt source for Debian %s in /etc/apt/sources.list or /etc/apt/sources.list.d: this builder uses the machine's Debian mirror", codename)
+}
+
+var aptOptions = regexp.MustCompile(`\[[^\]]*\]`)
+
+// mirrorIn returns the URI of the first deb entry of an apt source file (one-line format, or deb822 when
+// deb822) that serves suite, or "".
+func mirrorIn(text string, deb822 bool, suite string) string {
+	if !deb822 {
+		for _, l := range strings.Split(text, "\n") {
+			f := strings.Fields(aptOptions.ReplaceAllString(l, " ")) // deb [signed-by=…] URI suite components
+			if len(f) > 2 && f[0] == "deb" && f[2] == suite {
+				return f[1]
+			}
+		}
+		return ""
 	}
-	return out, nil
+	for _, stanza := range strings.Split(text, "\n\n") {
+		fields := map[string]string{}
+		for _, l := range strings.Split(stanza, "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && !strings.HasPrefix(l, "#") {
+				fields[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+			}
+		}
+		if !slices.Contains(strings.Fields(fields["types"]), "deb") || fields["enabled"] == "no" {
+			continue
+		}
+		if uris := strings.Fields(fields["uris"]); len(uris) > 0 && slices.Contains(strings.Fields(fields["suites"]), suite) {
+			return uris[0]
+		}
+	}
+	return ""
 }

@@ -90,6 +90,9 @@ func runAttached(ctx context.Context, o Options, sched []scenario) (*Result, err
 	if err := e.describeAttached(ctx, res); err != nil {
 		return nil, err
 	}
+	if res.Cluster.PostgresVersion, err = e.postgresVersion(ctx); err != nil {
+		return nil, err
+	}
 	run, skipped := splitAttached(sched)
 	t1 := time.Now()
 	for i, sc := range run {

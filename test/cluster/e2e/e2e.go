@@ -73,8 +73,10 @@ type Result struct {
 		Kubernetes string   `json:"kubernetes"`
 		Nodes      []string `json:"nodes"`
 		CNPG       string   `json:"cnpg"`
-		Containerd string   `json:"containerd"`
-		Mesh       string   `json:"mesh"`
+		// PostgresVersion is SHOW server_version on both databases; its major must be the manifests'.
+		PostgresVersion string `json:"postgres_version"`
+		Containerd      string `json:"containerd"`
+		Mesh            string `json:"mesh"`
 	} `json:"cluster"`
 	Memory    *memory            `json:"memory,omitempty"`
 	Timing    map[string]float64 `json:"timing"` // seconds: cluster_up, scenarios, total
@@ -143,6 +145,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Cluster.Kubernetes, res.Cluster.CNPG = kube.Version, cnpg.Version
 	res.Cluster.Containerd = containerdVersion()
 	res.Cluster.Mesh = "none: the apps' own mTLS (no Envoy build is obtainable offline)"
+	if res.Cluster.PostgresVersion, err = e.postgresVersion(ctx); err != nil {
+		return nil, err
+	}
 	for _, n := range s.Cluster.Nodes() {
 		res.Cluster.Nodes = append(res.Cluster.Nodes, n.Name+" ("+n.Zone+")")
 	}

@@ -9,9 +9,9 @@ import (
 
 // Table prints the result as a markdown table, one row per scenario, then the measured times.
 func (r *Result) Table(w io.Writer) {
-	fmt.Fprintf(w, "\nKubernetes %s, %d nodes (%s), CloudNativePG %s, containerd %s; mesh: %s; load %.0f purchases/s\n\n",
+	fmt.Fprintf(w, "\nKubernetes %s, %d nodes (%s), CloudNativePG %s, PostgreSQL %s, containerd %s; mesh: %s; load %.0f purchases/s\n\n",
 		r.Cluster.Kubernetes, len(r.Cluster.Nodes), strings.Join(r.Cluster.Nodes, ", "), r.Cluster.CNPG,
-		r.Cluster.Containerd, r.Cluster.Mesh, r.Rate)
+		r.Cluster.PostgresVersion, r.Cluster.Containerd, r.Cluster.Mesh, r.Rate)
 	fmt.Fprintln(w, "| scenario | result | s | purchases | lost | unknown | dup | mismatch | imbalance | 202 missing | client 5xx | client failed | times (s) |")
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, s := range r.Scenarios {

@@ -5,7 +5,7 @@
 // holds; the recipes live with their components (kube's pause, busybox, cnpg's PostgreSQL, txmesh).
 //
 // Cache layout: <Dir>/<repository>/<tag>-<key>/image.tar and info.json, e.g.
-// ~/.cache/txmesh/cluster/images/txmesh.local/postgresql/15-bookworm-1a2b3c4d5e6f7a8b/image.tar. An entry is
+// ~/.cache/txmesh/cluster/images/txmesh.local/postgresql/18-forky-1a2b3c4d5e6f7a8b/image.tar. An entry is
 // built under a temporary name and renamed into place whole, so a reader never sees half of one.
 package images
 
@@ -35,7 +35,7 @@ type Image struct {
 	Ref     string `json:"ref"`               // e.g. txmesh.local/txmesh:e2e
 	Path    string `json:"-"`                 // the docker-archive tarball
 	ID      string `json:"id"`                // config digest, as `ctr images ls` and the kubelet show it
-	Version string `json:"version,omitempty"` // what it packages, where that has a version (Debian's postgresql-15, busybox-static)
+	Version string `json:"version,omitempty"` // what it packages, where that has a version (Debian's postgresql-18, busybox-static)
 	Size    int64  `json:"size"`              // bytes
 }
 

@@ -147,7 +147,7 @@ func TestImagesRunInContainerd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if img.Ref != "txmesh.local/postgresql:15-bookworm" || !regexp.MustCompile(`^15\.\d+-`).MatchString(img.Version) {
+		if img.Ref != "txmesh.local/postgresql:18-forky" || !regexp.MustCompile(`^18\.\d+-`).MatchString(img.Version) {
 			t.Errorf("ref %s, version %q", img.Ref, img.Version)
 		}
 		if cfg := config(t, img); cfg.Config.Labels["org.opencontainers.image.version"] != img.Version || cfg.Config.User != "26:26" {
@@ -202,11 +202,11 @@ echo ok`
 		out := string(b) + ctrOut
 		want := []string{
 			"uid=26(postgres) gid=26(postgres) groups=26(postgres)", // and ssl-cert, as Debian's postgres
-			"postgres (PostgreSQL) 15.",
-			"/usr/lib/postgresql/15/bin/initdb", "/usr/lib/postgresql/15/bin/pg_ctl", "/usr/lib/postgresql/15/bin/pg_controldata",
-			"/usr/lib/postgresql/15/bin/pg_basebackup", "/usr/lib/postgresql/15/bin/pg_rewind", "/usr/bin/du",
+			"postgres (PostgreSQL) 18.",
+			"/usr/lib/postgresql/18/bin/initdb", "/usr/lib/postgresql/18/bin/pg_ctl", "/usr/lib/postgresql/18/bin/pg_controldata",
+			"/usr/lib/postgresql/18/bin/pg_basebackup", "/usr/lib/postgresql/18/bin/pg_rewind", "/usr/bin/du",
 			`locale "C.UTF-8"`,
-			"postgres|15",
+			"postgres|18",
 			"Database cluster state:               in production",
 			"ok",
 		}
