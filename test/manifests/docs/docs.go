@@ -1,6 +1,7 @@
 // Package docs checks the repository's Markdown files: no line longer than MaxLine characters (a reader on
 // GitHub scrolls sideways past it, a diff shows one changed line for a paragraph) and every relative link,
-// with its #anchor, resolving to a file of the checkout (a page moved or a heading renamed breaks it).
+// with its #anchor, resolving to a file of the checkout (a page moved or a heading renamed breaks it); and
+// every documented `flux bootstrap github` giving its deploy key write access (image automation pushes).
 package docs
 
 import (
@@ -74,7 +75,9 @@ func Check(root string, files []string) ([]Problem, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, l := range scan(b) {
+		lines := scan(b)
+		out = append(out, bootstrapKeys(f, lines)...)
+		for _, l := range lines {
 			if n := utf8.RuneCountInString(l.text); n > MaxLine {
 				out = append(out, Problem{f, l.n, fmt.Sprintf("line of %d characters, more than %d: wrap it (a table row too long for one line belongs in a list)", n, MaxLine)})
 			}
@@ -89,6 +92,29 @@ func Check(root string, files []string) ([]Problem, error) {
 		}
 	}
 	return out, nil
+}
+
+// bootstrapKeys returns every `flux bootstrap github` command of a code block (continuation lines joined)
+// that lacks --read-write-key: image automation pushes commits, and the deploy key bootstrap creates
+// without it is read-only, so every release would stop at the push.
+func bootstrapKeys(file string, lines []line) []Problem {
+	var out []Problem
+	for i := 0; i < len(lines); i++ {
+		if !lines[i].code || !strings.Contains(lines[i].text, "flux bootstrap github") {
+			continue
+		}
+		cmd, j := lines[i].text, i
+		for strings.HasSuffix(strings.TrimSpace(lines[j].text), `\`) && j+1 < len(lines) && lines[j+1].code {
+			j++
+			cmd += " " + lines[j].text
+		}
+		if !strings.Contains(cmd, "--read-write-key") {
+			out = append(out, Problem{file, lines[i].n, "flux bootstrap github without --read-write-key: image " +
+				"automation pushes commits, and the deploy key bootstrap creates without it is read-only"})
+		}
+		i = j
+	}
+	return out
 }
 
 // resolve returns why a link target of file does not resolve ("" when it does or is not relative).

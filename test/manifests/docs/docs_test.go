@@ -99,6 +99,12 @@ func TestCheck(t *testing.T) {
 		{"repeated headings and HTML anchors", map[string]string{
 			"a.md": "# Runbook\n## Runbook\n<a id=\"store-outbox-stuck\"></a>\n[1](#runbook-1) [2](#store-outbox-stuck)\n",
 		}, nil},
+		{"flux bootstrap github without a read-write key", map[string]string{
+			"a.md": "```sh\nflux bootstrap github --owner=me \\\n  --path=flux/clusters/minikube\n```\n"},
+			[]string{"a.md:2: flux bootstrap github without --read-write-key"}},
+		{"flux bootstrap github with it on a continuation line; in prose it is text", map[string]string{
+			"a.md": "`flux bootstrap github` in prose\n```sh\nflux bootstrap github --owner=me \\\n  --read-write-key --path=x\n```\n"},
+			nil},
 		{"headings with code and punctuation", map[string]string{
 			"a.md": "## Kubernetes on this machine (`make cluster-up`, `make e2e`)\n[k](#kubernetes-on-this-machine-make-cluster-up-make-e2e)\n",
 		}, nil},
