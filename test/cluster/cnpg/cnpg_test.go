@@ -85,3 +85,18 @@ func TestMirrorIn(t *testing.T) {
 		}
 	}
 }
+
+// The mirror is found by the machine's Debian release; another distribution is refused by name, before
+// mmdebstrap would ask its mirror for a Debian suite.
+func TestDebianCodename(t *testing.T) {
+	if c, err := debianCodename("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_CODENAME=bookworm\n"); err != nil || c != "bookworm" {
+		t.Errorf("debian: %q, %v", c, err)
+	}
+	if _, err := debianCodename("ID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=noble\n"); err == nil ||
+		!strings.Contains(err.Error(), `this machine is "ubuntu"`) {
+		t.Errorf("ubuntu: %v, want it refused by name", err)
+	}
+	if _, err := debianCodename("ID=debian\n"); err == nil || !strings.Contains(err.Error(), "VERSION_CODENAME") {
+		t.Errorf("no codename: %v", err)
+	}
+}

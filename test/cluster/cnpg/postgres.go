@@ -142,16 +142,13 @@ func Postgres(ctx context.Context, b *images.Builder) (images.Image, error) {
 // release, not its security archive), read now so that no mirror is written down anywhere. The image's
 // sources.list that mmdebstrap writes from it is removed by pgCustomizeHook.
 func debianMirror() (string, error) {
-	codename := ""
-	if raw, err := os.ReadFile("/etc/os-release"); err == nil {
-		for _, l := range strings.Split(string(raw), "\n") {
-			if v, ok := strings.CutPrefix(l, "VERSION_CODENAME="); ok {
-				codename = strings.Trim(v, `"`)
-			}
-		}
+	raw, err := os.ReadFile("/etc/os-release")
+	if err != nil {
+		return "", fmt.Errorf("%w: this builder uses the machine's Debian mirror", err)
 	}
-	if codename == "" {
-		return "", fmt.Errorf("no VERSION_CODENAME in /etc/os-release: this builder uses the machine's Debian mirror")
+	codename, err := debianCodename(string(raw))
+	if err != nil {
+		return "", err
 	}
 	files, _ := filepath.Glob("/etc/apt/sources.list.d/*.sources")
 	lists, _ := filepath.Glob("/etc/apt/sources.list.d/*.list")
@@ -168,6 +165,26 @@ func debianMirror() (string, error) {
 }
 
 var aptOptions = regexp.MustCompile(`\[[^\]]*\]`)
+
+// debianCodename returns the release codename of an os-release file, refusing a system that is not Debian:
+// another distribution's mirror (Ubuntu's included) does not carry Debian's suites, and mmdebstrap would
+// fail later with a bare 404.
+func debianCodename(osRelease string) (string, error) {
+	fields := map[string]string{}
+	for _, l := range strings.Split(osRelease, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok {
+			fields[k] = strings.Trim(v, `"'`)
+		}
+	}
+	if fields["ID"] != "debian" {
+		return "", fmt.Errorf("the PostgreSQL operand image is built from Debian %s through this machine's Debian mirror, "+
+			"and this machine is %q (/etc/os-release ID), whose mirror has no Debian suites: run make e2e on Debian", pgSuite, fields["ID"])
+	}
+	if fields["VERSION_CODENAME"] == "" {
+		return "", fmt.Errorf("no VERSION_CODENAME in /etc/os-release: this builder finds the machine's Debian mirror by its release")
+	}
+	return fields["VERSION_CODENAME"], nil
+}
 
 // mirrorIn returns the URI of the first deb entry of an apt source file (one-line format, or deb822 when
 // deb822) that serves suite, or "".
