@@ -12,6 +12,28 @@ import (
 
 // fluxRules: the Flux tree of a cluster applies everything, in order, from pinned sources.
 var fluxRules = []Rule{{
+	Name: "flux-system-namespace-is-bootstraps",
+	Why: "`flux bootstrap` commits the flux-system Namespace in flux-system/gotk-components.yaml of the cluster directory; " +
+		"a second declaration in the tree makes kustomize refuse the whole directory, and Flux then applies nothing",
+	// The tree before 2026-12-06 (flux/clusters/e2e/namespace.yaml), which the first real bootstrap refused.
+	Broken: add(e2e, `apiVersion: v1
+kind: Namespace
+metadata:
+  name: flux-system
+  labels:
+    pod-security.kubernetes.io/enforce: restricted
+    pod-security.kubernetes.io/enforce-version: v1.32
+    pod-security.kubernetes.io/audit: restricted
+    pod-security.kubernetes.io/audit-version: v1.32
+    pod-security.kubernetes.io/warn: restricted
+    pod-security.kubernetes.io/warn-version: v1.32
+`),
+	Check: func(s *Set, r *Report) {
+		if o := s.find("Namespace", "", bootstrapNamespace); o != nil {
+			r.Add(o.ID(), "", "declared in the tree: flux bootstrap's gotk-components.yaml declares it; set its labels there (the harness's flux package, or a patch in flux-system/kustomization.yaml)")
+		}
+	},
+}, {
 	Name:   "flux-prune",
 	Why:    "what is removed from Git must be removed from the cluster",
 	Broken: mutate(minikube, "Kustomization", "infra-configs", set("spec.prune", false)),
@@ -348,3 +370,6 @@ func addDependency(name string) func(map[string]any) {
 		_ = unstructured.SetNestedSlice(m, append(deps, map[string]any{"name": name}), "spec", "dependsOn")
 	}
 }
+
+// bootstrapNamespace is where `flux bootstrap` installs Flux; it creates it, not the tree.
+const bootstrapNamespace = "flux-system"

@@ -125,6 +125,9 @@ var tlsRules = []Rule{{
 			return
 		}
 		for _, ns := range usedNamespaces(s) {
+			if ns == bootstrapNamespace {
+				continue // flux bootstrap creates it
+			}
 			if s.find("Namespace", "", ns) == nil {
 				r.Add(id("Namespace", "", ns), "", "used by the set's objects but not created by the set")
 			}

@@ -63,7 +63,8 @@ type Row struct {
 	Client     clientStats        `json:"client"`
 	Audit      *auditReport       `json:"audit,omitempty"`
 	Error      string             `json:"error,omitempty"`
-	NotRun     string             `json:"not_run,omitempty"` // why the scenario could not run here (attached); Passed is false
+	NotRun     string             `json:"not_run,omitempty"`  // why the scenario could not run here (attached); Passed is false
+	FluxCLI    string             `json:"flux_cli,omitempty"` // cd-bootstrap: the flux CLI that ran `flux bootstrap git`
 }
 
 // Result is the whole run.

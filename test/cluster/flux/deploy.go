@@ -1,11 +1,9 @@
 package flux
 
 import (
-	"context"
 	_ "embed"
 	"fmt"
 	"strings"
-	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -18,6 +16,22 @@ const Namespace = "flux-system"
 
 //go:embed controller-kustomization.yaml
 var kustomization string
+
+// namespace is flux-system under the restricted Pod Security Standard (the controllers run as non-root without
+// privileges). `flux bootstrap` commits it within gotk-components.yaml, so Flux owns it: no other file of
+// flux/clusters/e2e may declare it (kustomize refuses the same Namespace twice).
+var namespace = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: ` + Namespace + `
+  labels:
+    pod-security.kubernetes.io/enforce: restricted
+    pod-security.kubernetes.io/enforce-version: v1.32
+    pod-security.kubernetes.io/audit: restricted
+    pod-security.kubernetes.io/audit-version: v1.32
+    pod-security.kubernetes.io/warn: restricted
+    pod-security.kubernetes.io/warn-version: v1.32
+`
 
 // Controller is one Flux controller to render: its name (source-controller, kustomize-controller,
 // image-reflector-controller, image-automation-controller, helm-controller), its module in the module cache
@@ -33,7 +47,7 @@ type Controller struct {
 // (named after it), its roles bound to that account, the Deployment with the local image and IfNotPresent
 // (and source-controller's Service, which serves the artifacts the others fetch).
 func Objects(controllers ...Controller) ([]*unstructured.Unstructured, error) {
-	out, err := manifests.Decode([]byte("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + Namespace + "\n"))
+	out, err := manifests.Decode([]byte(namespace))
 	if err != nil {
 		return nil, err
 	}
@@ -49,64 +63,6 @@ func Objects(controllers ...Controller) ([]*unstructured.Unstructured, error) {
 		out = append(out, objs...)
 	}
 	return out, nil
-}
-
-// Deploy applies the controllers (their images must be pullable by the nodes) and waits for each.
-func Deploy(ctx context.Context, a *manifests.Applier, controllers ...Controller) error {
-	objs, err := Objects(controllers...)
-	if err != nil {
-		return err
-	}
-	if err := a.Apply(ctx, objs); err != nil {
-		return err
-	}
-	for _, c := range controllers {
-		if err := a.Wait(ctx, manifests.Deployments, Namespace, c.Name, 3*time.Minute,
-			manifests.DeploymentAvailable); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Bootstrap is what `flux bootstrap` applies: the flux-system GitRepository of url (branch) and the
-// flux-system Kustomization of path (./flux/clusters/e2e). It does not wait for the reconciliation.
-func Bootstrap(url, branch, path string) ([]*unstructured.Unstructured, error) {
-	return manifests.Decode([]byte(fmt.Sprintf(`apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata:
-  name: flux-system
-  namespace: flux-system
-spec:
-  interval: 15s
-  url: %s
-  ref:
-    branch: %s
-  # Only what the Kustomizations read: the manifests, not the sources.
-  ignore: |
-    /*
-    !/flux/
-    !/kustomize/
-    !/mesh/
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata:
-  name: flux-system
-  namespace: flux-system
-spec:
-  interval: 1m
-  retryInterval: 30s
-  timeout: 5m
-  sourceRef:
-    kind: GitRepository
-    name: flux-system
-  path: %s
-  prune: true
-  # As flux bootstrap's: no wait, so that an ImagePolicy without a matching tag yet (not Ready) does not hold
-  # it; the Kustomizations of the tree wait for their own objects.
-  wait: false
-`, url, branch, path)))
 }
 
 // Flux resources the e2e reads.

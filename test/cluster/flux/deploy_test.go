@@ -2,10 +2,14 @@ package flux
 
 import (
 	"context"
+	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -117,19 +121,174 @@ func TestFluxRendersControllersFromTheirModules(t *testing.T) {
 	}
 }
 
-// Bootstrap is the flux-system GitRepository and Kustomization of the path, as flux bootstrap writes them.
-func TestBootstrap(t *testing.T) {
-	objs, err := Bootstrap("http://10.250.0.1:5001/txmesh.git", "main", "./flux/clusters/e2e")
+// The flux CLI built here is CLIVersion; given ComponentsDir as --manifests it renders exactly the controllers
+// (their modules' manifests, the local images) — what `flux bootstrap git` commits as gotk-components.yaml
+// and applies; without --manifests it refuses instead of installing anything (no embedded manifests offline).
+func TestCLIInstallsTheComponentsDir(t *testing.T) {
+	cache, err := gobuild.CacheDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, ks := manifests.Find(objs, "GitRepository", "flux-system"), manifests.Find(objs, "Kustomization", "flux-system")
-	if len(objs) != 2 || repo == nil || ks == nil {
-		t.Fatalf("objects %v", objs)
+	ctx := context.Background()
+	bins, err := gobuild.Ensure(ctx, cache, CLI(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
 	}
-	url, _, _ := unstructured.NestedString(repo.Object, "spec", "url")
-	path, _, _ := unstructured.NestedString(ks.Object, "spec", "path")
-	if url != "http://10.250.0.1:5001/txmesh.git" || path != "./flux/clusters/e2e" || repo.GetNamespace() != Namespace {
-		t.Fatalf("url %q path %q namespace %q", url, path, repo.GetNamespace())
+	if v, err := Version(ctx, bins["flux"]); err != nil || "v"+v != CLIVersion {
+		t.Fatalf("flux --version: %q, %v; want %s", v, err, CLIVersion)
+	}
+	var cs []Controller
+	for _, name := range Controllers {
+		c := Find(name)
+		cs = append(cs, Controller{Name: c.Name, ModuleDir: moduleDir(t, c), Image: localImage(c)})
+	}
+	dir := t.TempDir()
+	if err := ComponentsDir(dir, cs...); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, bins["flux"], args...)
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("install", "--export", "--manifests="+dir)
+	if err != nil {
+		t.Fatalf("flux install --export --manifests: %v\n%s", err, out)
+	}
+	objs, err := manifests.Decode([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deps []string
+	for _, o := range objs {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		deps = append(deps, o.GetName())
+		img, _ := manifests.FirstContainer(o)["image"].(string)
+		if img != localImage(Find(o.GetName())) {
+			t.Errorf("Deployment %s runs %q, want %q", o.GetName(), img, localImage(Find(o.GetName())))
+		}
+	}
+	slices.Sort(deps)
+	want := slices.Clone(Controllers)
+	slices.Sort(want)
+	if !slices.Equal(deps, want) {
+		t.Errorf("flux renders Deployments %v, want %v", deps, want)
+	}
+	if out, err := run("install", "--export"); err == nil {
+		t.Errorf("flux install without --manifests succeeded offline:\n%.500s", out)
+	}
+}
+
+// BootstrapArgs is `flux bootstrap git` over the Git server's plain HTTP with basic auth, every controller
+// flux/clusters/e2e needs, the components from the given directory, non-interactive; the CLI parses it.
+func TestBootstrapArgs(t *testing.T) {
+	args := BootstrapArgs("/k/config", "http://10.250.0.1:5001/txmesh.git", "main", "flux/clusters/e2e", "/m", 15*time.Second)
+	for _, want := range []string{"--url=http://10.250.0.1:5001/txmesh.git", "--branch=main", "--path=flux/clusters/e2e",
+		"--allow-insecure-http=true", "--token-auth=true", "--manifests=/m", "--interval=15s", "--silent",
+		"--components-extra=image-reflector-controller,image-automation-controller", "--kubeconfig=/k/config"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("flux %v lacks %s", args, want)
+		}
+	}
+	if args[0] != "bootstrap" || args[1] != "git" {
+		t.Errorf("flux %v: want bootstrap git", args[:2])
+	}
+}
+
+// What `flux bootstrap git` leaves in Git builds as kustomize-controller builds it: flux/clusters/e2e of this
+// checkout plus flux-system/ (gotk-components.yaml from ComponentsDir, gotk-sync.yaml as `flux create
+// --export` writes the flux-system source and Kustomization), through `flux build kustomization --dry-run`.
+// A file of the tree declaring what bootstrap commits (the flux-system Namespace) breaks the build.
+func TestBootstrappedTreeBuilds(t *testing.T) {
+	cache, err := gobuild.CacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	bins, err := gobuild.Ensure(ctx, cache, CLI(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, bins["flux"], args...)
+		cmd.Env = append(os.Environ(), "HOME="+home)
+		out, err := cmd.Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("flux %s: %v\n%s", strings.Join(args, " "), err, stderr)
+		}
+		return string(out)
+	}
+	var cs []Controller
+	for _, name := range Controllers {
+		c := Find(name)
+		cs = append(cs, Controller{Name: c.Name, ModuleDir: moduleDir(t, c), Image: localImage(c)})
+	}
+	mdir := t.TempDir()
+	if err := ComponentsDir(mdir, cs...); err != nil {
+		t.Fatal(err)
+	}
+	tree := filepath.Join(t.TempDir(), "flux", "clusters", "e2e")
+	sys := filepath.Join(tree, "flux-system")
+	if err := os.MkdirAll(sys, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join("..", "..", "..", "flux", "clusters", "e2e")
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tree, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync := run("create", "source", "git", "flux-system", "--url=http://10.250.0.1:5001/txmesh.git",
+		"--branch=main", "--interval=15s", "--export") + "---\n" +
+		run("create", "kustomization", "flux-system", "--source=GitRepository/flux-system",
+			"--path=./flux/clusters/e2e", "--prune=true", "--interval=10m", "--export")
+	files := map[string]string{
+		"gotk-components.yaml": run("install", "--export", "--manifests="+mdir),
+		"gotk-sync.yaml":       sync,
+		"kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n" +
+			"- gotk-components.yaml\n- gotk-sync.yaml\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(sys, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := run("build", "kustomization", "flux-system", "--path="+tree,
+		"--kustomization-file="+filepath.Join(sys, "gotk-sync.yaml"), "--dry-run")
+	objs, err := manifests.Decode([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range [][2]string{{"Namespace", Namespace}, {"Deployment", "source-controller"},
+		{"Deployment", "image-automation-controller"}, {"GitRepository", "flux-system"},
+		{"Kustomization", "flux-system"}, {"Kustomization", "infra-controllers"}, {"Kustomization", "apps"},
+		{"ImageUpdateAutomation", "txmesh"}} {
+		if manifests.Find(objs, want[0], want[1]) == nil {
+			t.Errorf("the bootstrapped tree builds without %s %s", want[0], want[1])
+		}
+	}
+	ns := manifests.Find(objs, "Namespace", Namespace)
+	if ns != nil && ns.GetLabels()["pod-security.kubernetes.io/enforce"] != "restricted" {
+		t.Errorf("Namespace %s labels %v, want the restricted Pod Security Standard", Namespace, ns.GetLabels())
 	}
 }

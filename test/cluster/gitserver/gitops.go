@@ -83,6 +83,15 @@ func (g *GitOps) Head(ctx context.Context) (string, error) {
 	return git(ctx, g.Bare, "rev-parse", g.Branch)
 }
 
+// Files lists the files under dir in the served branch's head (git ls-tree -r --name-only).
+func (g *GitOps) Files(ctx context.Context, dir string) ([]string, error) {
+	out, err := git(ctx, g.Bare, "ls-tree", "-r", "--name-only", g.Branch, "--", dir)
+	if err != nil || out == "" {
+		return nil, err
+	}
+	return strings.Split(out, "\n"), nil
+}
+
 // Log is the served branch's last n commits, one line each.
 func (g *GitOps) Log(ctx context.Context, n int) (string, error) {
 	return git(ctx, g.Bare, "log", "--format=%h %an: %s", fmt.Sprintf("-%d", n), g.Branch)

@@ -20,7 +20,7 @@ func TestCacheKeysUnchanged(t *testing.T) {
 		"local-path-provisioner-v0.0.30", "distribution-v3.0.0", "kube-network-policies-v0.8.0-xtqueue",
 		"prometheus-v0.316.0", "source-controller-v1.9.6", "kustomize-controller-v1.9.6",
 		"image-reflector-controller-v1.2.4", "image-automation-controller-v1.2.4", "helm-controller-v1.6.4",
-		"flagger-v1.44.0"}
+		"flagger-v1.44.0", "flux-cli-v2.9.5-offline-manifests"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("cache keys\n%v\nwant\n%v", got, want)
 	}
