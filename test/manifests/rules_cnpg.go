@@ -1,6 +1,9 @@
 package manifests
 
 import (
+	"fmt"
+	"strings"
+
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -28,6 +31,28 @@ var cnpgRules = []Rule{{
 			}
 			if n, ok := sync["number"].(int64); !ok || n < 1 {
 				r.Add(o.ID(), "spec.postgresql.synchronous.number", "must be >= 1")
+			}
+		})
+	},
+}, {
+	// The values that decide how long a failover or a switchover leaves a database without a writable primary
+	// are stated, defaults included: the failover times make e2e measured belong to the manifest, not to
+	// whatever the operator defaults to after an upgrade.
+	Name:   "cnpg-explicit-failover-settings",
+	Why:    "the failover times measured hold for the settings in the manifest, not for the operator's defaults of the day",
+	Broken: mutate(e2e, "Cluster", "store-db", del("spec.switchoverDelay")),
+	Check: func(s *Set, r *Report) {
+		eachCluster(s, func(o Object, m map[string]any) {
+			for _, f := range failoverSettings {
+				v, found, _ := unstructured.NestedFieldNoCopy(m, strings.Split(f.Path, ".")...)
+				switch {
+				case !found && f.CRDDefault != nil:
+					r.Add(o.ID(), f.Path, "must be stated (the operator's default: %v)", f.CRDDefault)
+				case !found:
+					r.Add(o.ID(), f.Path, "must be stated")
+				case f.Want != nil && fmt.Sprint(v) != fmt.Sprint(f.Want):
+					r.Add(o.ID(), f.Path, "%v: must be %v", v, f.Want)
+				}
 			}
 		})
 	},
@@ -125,4 +150,32 @@ func eachCluster(s *Set, f func(o Object, m map[string]any)) {
 	for _, o := range s.kind("Cluster") {
 		f(o, o.U.Object)
 	}
+}
+
+// FailoverSetting is a Cluster field that decides how a failover or a switchover goes, with the default of the
+// pinned CloudNativePG's CRD (nil: it has none) and the one value accepted (nil: any value, once stated).
+// TestFailoverSettingsInCRD checks each path and default against that CRD.
+type FailoverSetting struct {
+	Path       string
+	CRDDefault any
+	Want       any
+}
+
+// failoverSettings: what cnpg-explicit-failover-settings requires every Cluster to state (why each value:
+// kustomize/base/database/bank-db.yaml).
+var failoverSettings = []FailoverSetting{
+	{Path: "spec.primaryUpdateStrategy", CRDDefault: "unsupervised"},
+	{Path: "spec.primaryUpdateMethod", CRDDefault: "restart"},
+	{Path: "spec.failoverDelay", CRDDefault: 0},
+	{Path: "spec.switchoverDelay", CRDDefault: 3600},
+	{Path: "spec.stopDelay", CRDDefault: 1800},
+	{Path: "spec.smartShutdownTimeout", CRDDefault: 180},
+	{Path: "spec.primaryLease.leaseDurationSeconds", CRDDefault: 15},
+	{Path: "spec.primaryLease.renewDeadlineSeconds", CRDDefault: 10},
+	{Path: "spec.primaryLease.retryPeriodSeconds", CRDDefault: 2},
+	{Path: "spec.primaryLease.releasedLeaseDurationSeconds", CRDDefault: 1},
+	{Path: "spec.probes.liveness.isolationCheck.enabled", CRDDefault: true},
+	{Path: "spec.probes.liveness.isolationCheck.requestTimeout", CRDDefault: 1000},
+	{Path: "spec.probes.liveness.isolationCheck.connectionTimeout", CRDDefault: 1000},
+	{Path: "spec.postgresql.synchronous.failoverQuorum", Want: true},
 }
