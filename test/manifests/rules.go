@@ -124,7 +124,7 @@ func RunRules(s *Set, rules []Rule) []Finding {
 
 // AppRules run over each kustomize overlay's output (and again over each cluster's union).
 var AppRules = concat(workloadRules, tlsRules, callerRules, referenceRules, routingRules, cnpgRules, netpolRules,
-	canaryRules)
+	canaryRules, alertRules)
 
 // ClusterRules run over the union of everything Flux applies to one cluster.
 var ClusterRules = concat(fluxRules, meshRules)
