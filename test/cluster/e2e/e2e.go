@@ -65,6 +65,12 @@ type Row struct {
 	Error      string             `json:"error,omitempty"`
 	NotRun     string             `json:"not_run,omitempty"`  // why the scenario could not run here (attached); Passed is false
 	FluxCLI    string             `json:"flux_cli,omitempty"` // cd-bootstrap: the flux CLI that ran `flux bootstrap git`
+	// AlertsFired are the shipped alerts that went to firing caused in the row (the harness's Prometheus,
+	// alerts.go); AlertsCarried those already pending or firing when it began; AlertSeconds how long each was
+	// pending or firing during it.
+	AlertsFired   []string           `json:"alerts_fired"`
+	AlertsCarried []string           `json:"alerts_carried,omitempty"`
+	AlertSeconds  map[string]float64 `json:"alert_seconds,omitempty"`
 }
 
 // Result is the whole run.
@@ -250,6 +256,9 @@ func (e *env) runScenario(ctx context.Context, sc scenario, seed uint64) *Row {
 		for _, n := range rep.Purchases {
 			row.Audited += n
 		}
+	}
+	if !e.s.Attached() {
+		e.recordAlerts(ctx, sc, row, start)
 	}
 	ids := d.accepted202()
 	missing, notFinal, verr := verify202s(ctx, e.client, e.store, ids)

@@ -34,6 +34,9 @@ func (r *Result) Table(w io.Writer) {
 		for _, c := range s.Checks {
 			fmt.Fprintf(w, "- %s: %s\n", s.Name, c)
 		}
+		if s.AlertsFired != nil {
+			fmt.Fprintf(w, "- %s: alerts fired: %s%s\n", s.Name, orNone(s.AlertsFired), carried(s.AlertsCarried))
+		}
 		if s.Error != "" {
 			fmt.Fprintf(w, "- %s: ERROR %s\n", s.Name, s.Error)
 		}
@@ -59,4 +62,18 @@ func times(t map[string]float64) string {
 		parts = append(parts, fmt.Sprintf("%s %.1f", k, t[k]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+func orNone(a []string) string {
+	if len(a) == 0 {
+		return "none"
+	}
+	return strings.Join(a, ", ")
+}
+
+func carried(a []string) string {
+	if len(a) == 0 {
+		return ""
+	}
+	return " (pending or firing when the row began: " + strings.Join(a, ", ") + ")"
 }

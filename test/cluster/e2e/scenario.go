@@ -16,11 +16,15 @@ type scenario struct {
 	// (E2E_SCENARIOS=cd-release runs cd-bootstrap first), or harness components (keys of harness), which only
 	// the throwaway cluster has: on an attached cluster the row is reported as not run.
 	needs          []string
-	negative       bool                                            // the negative control: must lose, and the audit must say so
-	noClientErrors bool                                            // the scenario promises purchase clients see no 5xx and no failure
-	retriesOnly    bool                                            // clients may be told to retry (the contract's 503/504), never anything else, and none gives up
-	before         func(ctx context.Context, e *env, r *Row) error // before the load starts (nil: nothing)
-	run            func(ctx context.Context, e *env, r *Row) error
+	negative       bool // the negative control: must lose, and the audit must say so
+	noClientErrors bool // the scenario promises purchase clients see no 5xx and no failure
+	retriesOnly    bool // clients may be told to retry (the contract's 503/504), never anything else, and none gives up
+	// alerts must go to firing during the row; a quiet row fires none (alerts.go). The harness's Prometheus
+	// evaluates the shipped PrometheusRule; on an attached cluster neither is checked.
+	alerts []string
+	quiet  bool
+	before func(ctx context.Context, e *env, r *Row) error // before the load starts (nil: nothing)
+	run    func(ctx context.Context, e *env, r *Row) error
 }
 
 // harness are the components the throwaway cluster runs beyond Kubernetes, CloudNativePG and txmesh that a

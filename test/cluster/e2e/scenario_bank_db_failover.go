@@ -14,7 +14,9 @@ import (
 var bankDBFailover = scenario{
 	name:  "bank-db-failover",
 	fault: "bank-db primary: kill -9 of PostgreSQL from its node, then deletion of the primary pod",
-	run:   dbFailover("bank-db"),
+	// The killed PostgreSQL recovers from a crash: DatabaseInstanceCrashed.
+	alerts: []string{"DatabaseInstanceCrashed"},
+	run:    dbFailover("bank-db"),
 }
 
 // dbFailover kills the primary's PostgreSQL from its node, waits for the cluster to be whole, then deletes the

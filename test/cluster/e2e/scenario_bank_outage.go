@@ -17,7 +17,9 @@ import (
 var bankOutage = scenario{
 	name:  "bank-outage",
 	fault: "every Bank pod gone for 75 s: the Store keeps accepting, the breakers open; Bank back: drained",
-	run:   bankOutageRun,
+	// The breakers stay open for more than a minute: StoreBreakerOpen.
+	alerts: []string{"StoreBreakerOpen"},
+	run:    bankOutageRun,
 }
 
 func bankOutageRun(ctx context.Context, e *env, r *Row) error {

@@ -12,6 +12,7 @@ var rollingUpdate = scenario{
 	name:           "rolling-update",
 	fault:          "a new image tag for the Bank and the Store, rolled out under load",
 	noClientErrors: true,
+	quiet:          true,
 	run:            rollingUpdateRun,
 }
 

@@ -16,6 +16,7 @@ import (
 var steady = scenario{
 	name:  "steady",
 	fault: "every pod Ready, probes passing, purchases flowing for 60 s",
+	quiet: true,
 	run:   steadyRun,
 }
 

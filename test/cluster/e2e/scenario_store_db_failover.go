@@ -4,5 +4,7 @@ package e2e
 var storeDBFailover = scenario{
 	name:  "store-db-failover",
 	fault: "store-db primary (the outbox's database): kill -9 from its node, then pod deletion",
-	run:   dbFailover("store-db"),
+	// The killed PostgreSQL recovers from a crash: DatabaseInstanceCrashed.
+	alerts: []string{"DatabaseInstanceCrashed"},
+	run:    dbFailover("store-db"),
 }

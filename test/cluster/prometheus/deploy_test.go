@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,7 +20,8 @@ import (
 // mounted from the ConfigMap whose hash rolls the pod, an emptyDir TSDB, and a scrape configuration limited
 // to namespace txmesh with the apps' and CloudNativePG's jobs.
 func TestPrometheusRenders(t *testing.T) {
-	objs, err := Objects("txmesh.local/prometheus:v0.316.0")
+	rules := repoRules(t)
+	objs, err := Objects("txmesh.local/prometheus:v0.316.0", rules)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +37,11 @@ func TestPrometheusRenders(t *testing.T) {
 		t.Fatal("no Deployment, ConfigMap or Service prometheus")
 	}
 	cfg, _, _ := unstructured.NestedString(cm.Object, "data", "prometheus.yml")
-	sum := sha256.Sum256([]byte(cfg))
+	ruleFile, _, _ := unstructured.NestedString(cm.Object, "data", RuleFileName)
+	if ruleFile != string(rules) || !strings.HasPrefix(ruleFile, "groups:") {
+		t.Errorf("ConfigMap's %s is not the shipped rules' groups:\n%.300s", RuleFileName, ruleFile)
+	}
+	sum := sha256.Sum256([]byte(cfg + ruleFile))
 	if got := d.GetAnnotations(); got != nil {
 		t.Fatalf("Deployment annotations %v", got)
 	}
@@ -66,6 +72,7 @@ func TestPrometheusRenders(t *testing.T) {
 		t.Error("no emptyDir volume for the TSDB")
 	}
 	var pc struct {
+		RuleFiles     []string `json:"rule_files"`
 		ScrapeConfigs []struct {
 			JobName string `json:"job_name"`
 			SD      []struct {
@@ -89,11 +96,24 @@ func TestPrometheusRenders(t *testing.T) {
 	if strings.Join(jobs, ",") != "txmesh-apps,cnpg-instances" {
 		t.Errorf("scrape jobs %v", jobs)
 	}
+	if strings.Join(pc.RuleFiles, ",") != RuleFileName {
+		t.Errorf("rule_files %v, want [%s]", pc.RuleFiles, RuleFileName)
+	}
 }
 
-// promtool checks the cluster Prometheus's scrape configuration: built into the cache when it is not there
-// (minutes, once; the cluster's Prometheus needs the same build).
-func TestPrometheusConfigIsValid(t *testing.T) {
+// repoRules is Rules of this checkout.
+func repoRules(t *testing.T) []byte {
+	t.Helper()
+	r, err := Rules(filepath.Join("..", "..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// promtool is the cached (or just built) promtool.
+func promtool(t *testing.T) string {
+	t.Helper()
 	cache, err := gobuild.CacheDir()
 	if err != nil {
 		t.Fatal(err)
@@ -102,17 +122,28 @@ func TestPrometheusConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build Prometheus: %v", err)
 	}
-	promtool := bins["promtool"]
-	if promtool == "" {
+	if bins["promtool"] == "" {
 		t.Fatalf("the Prometheus build has no promtool: %v", bins)
 	}
-	if err := Check(context.Background(), promtool); err != nil {
+	return bins["promtool"]
+}
+
+// promtool checks the cluster Prometheus's scrape configuration and the shipped rules: built into the cache
+// when it is not there (minutes, once; the cluster's Prometheus needs the same build).
+func TestPrometheusConfigIsValid(t *testing.T) {
+	pt, rules := promtool(t), repoRules(t)
+	if err := Check(context.Background(), pt, rules); err != nil {
 		t.Fatal(err)
 	}
-	// A broken configuration is refused: the check can fail.
+	// A broken rule is refused: the check can fail.
+	bad := append(append([]byte{}, rules...), []byte("- name: broken\n  rules:\n  - alert: X\n    expr: rate(x[1m]\n")...)
+	if err := Check(context.Background(), pt, bad); err == nil {
+		t.Fatal("promtool accepted a rule with a broken expression")
+	}
+	// A broken configuration is refused.
 	defer func(c []byte) { config = c }(config)
 	config = append(append([]byte{}, config...), []byte("scrape_configs: [{job_name: x, bogus: 1}]\n")...)
-	if err := Check(context.Background(), promtool); err == nil {
+	if err := Check(context.Background(), pt, rules); err == nil {
 		t.Fatal("promtool accepted a configuration with an unknown field")
 	}
 }

@@ -20,20 +20,24 @@ func (s *Stack) buildPrometheus(ctx context.Context) error {
 	return err
 }
 
-// deployPrometheus checks the scrape configuration with promtool, imports the image into every node and
+// deployPrometheus checks the scrape configuration and the shipped rules (prometheus.Rules) with promtool, imports the image into every node and
 // deploys it.
 func (s *Stack) deployPrometheus(ctx context.Context) error {
-	if err := prometheus.Check(ctx, s.Bin["promtool"]); err != nil {
+	rules, err := prometheus.Rules(s.Repo)
+	if err != nil {
+		return err
+	}
+	if err := prometheus.Check(ctx, s.Bin["promtool"], rules); err != nil {
 		return err
 	}
 	img := s.Images["prometheus"]
 	if err := s.Cluster.ImportImage(ctx, img.Path); err != nil {
 		return err
 	}
-	if err := prometheus.Deploy(ctx, s.Apply, img.Ref); err != nil {
+	if err := prometheus.Deploy(ctx, s.Apply, img.Ref, rules); err != nil {
 		return err
 	}
-	s.logf("Prometheus %s ready at %s (scrapes txmesh's apps and CloudNativePG instances)", prometheus.Release,
-		prometheus.URL)
+	s.logf("Prometheus %s ready at %s (scrapes txmesh's apps and CloudNativePG instances, evaluates %s)",
+		prometheus.Release, prometheus.URL, prometheus.RulesFile)
 	return nil
 }

@@ -1,0 +1,80 @@
+package e2e
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A range answer of ALERTS is read per series (labels without alertstate) and step, firing over pending.
+func TestParseAlertStates(t *testing.T) {
+	b := []byte(`{"status":"success","data":{"resultType":"matrix","result":[
+	{"metric":{"__name__":"ALERTS","alertname":"X","alertstate":"pending","pod":"a"},"values":[[100,"1"],[105,"1"]]},
+	{"metric":{"__name__":"ALERTS","alertname":"X","alertstate":"firing","pod":"a"},"values":[[110,"1"]]},
+	{"metric":{"__name__":"ALERTS","alertname":"X","alertstate":"firing","pod":"b"},"values":[[110,"1"]]},
+	{"metric":{"alertstate":"firing"},"values":[[110,"1"]]}]}}`)
+	s, err := parseAlertStates(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := s["alertname=X,pod=a"]
+	if len(s) != 2 || a == nil || a.name != "X" || a.states[100] != "pending" || a.states[110] != "firing" {
+		t.Fatalf("parsed %v", s)
+	}
+	if _, err := parseAlertStates([]byte(`{"status":"error","error":"bad query"}`)); err == nil {
+		t.Error("an error answer was accepted")
+	}
+}
+
+func series(name string, states map[int64]string) *alertSamples {
+	return &alertSamples{name: name, states: states}
+}
+
+// The row's window: a series that goes from pending (or nothing) to firing after the start fired in it; one
+// already pending or firing before the start did not (carried), unless it resolved in the row and fired
+// again; another series of a carried alert (another database) firing in the row is the row's; seconds count
+// the steps at and after the start.
+func TestAlertWindow(t *testing.T) {
+	start := time.Unix(1000, 0)
+	s := alertSeries{
+		"New":         series("New", map[int64]string{1000: "pending", 1005: "pending", 1010: "firing", 1015: "firing"}),
+		"Carried":     series("Carried", map[int64]string{995: "pending", 1000: "firing", 1005: "firing"}),
+		"Pending":     series("Pending", map[int64]string{1000: "pending", 1005: "pending"}),
+		"Refiring":    series("Refiring", map[int64]string{995: "firing", 1000: "firing", 1020: "firing"}),
+		"Crash,pod=a": series("Crash", map[int64]string{995: "firing", 1000: "firing", 1005: "firing"}),
+		"Crash,pod=b": series("Crash", map[int64]string{1005: "firing"}),
+		"Quiet,pod=a": series("Quiet", map[int64]string{995: "firing", 1000: "firing"}),
+	}
+	w := s.window(start)
+	if !slices.Equal(w.fired, []string{"Crash", "New", "Refiring"}) {
+		t.Errorf("fired %v, want [Crash New Refiring]", w.fired)
+	}
+	if !slices.Equal(w.carried, []string{"Carried", "Crash", "Quiet", "Refiring"}) {
+		t.Errorf("carried %v", w.carried)
+	}
+	if w.seconds["New"] != 20 || w.seconds["Pending"] != 10 || w.seconds["Carried"] != 10 || w.seconds["Crash"] != 10 {
+		t.Errorf("seconds %v", w.seconds)
+	}
+}
+
+// A scenario's named alerts must fire; a quiet one fails on any alert it made fire.
+func TestAlertVerdict(t *testing.T) {
+	outage := scenario{name: "bank-outage", alerts: []string{"StoreBreakerOpen"}}
+	if msg := alertVerdict(outage, alertWindow{fired: []string{"StoreBreakerOpen"}}); msg != "" {
+		t.Errorf("fired as promised, verdict %q", msg)
+	}
+	if msg := alertVerdict(outage, alertWindow{carried: []string{"StoreBreakerOpen"}}); !strings.Contains(msg, "StoreBreakerOpen did not fire") {
+		t.Errorf("only carried in, verdict %q", msg)
+	}
+	steady := scenario{name: "steady", quiet: true}
+	if msg := alertVerdict(steady, alertWindow{fired: []string{"BankServerErrors"}}); !strings.Contains(msg, "BankServerErrors fired") {
+		t.Errorf("a quiet row fired, verdict %q", msg)
+	}
+	if msg := alertVerdict(steady, alertWindow{carried: []string{"X"}}); msg != "" {
+		t.Errorf("carried in, verdict %q", msg)
+	}
+	if msg := alertVerdict(scenario{name: "node-cut"}, alertWindow{fired: []string{"X"}}); msg != "" {
+		t.Errorf("no promise, verdict %q", msg)
+	}
+}
