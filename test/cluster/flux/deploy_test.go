@@ -2,6 +2,7 @@ package flux
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -220,7 +221,7 @@ func TestBootstrappedTreeBuilds(t *testing.T) {
 		out, err := cmd.Output()
 		if err != nil {
 			var stderr []byte
-			if ee, ok := err.(*exec.ExitError); ok {
+			if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 				stderr = ee.Stderr
 			}
 			t.Fatalf("flux %s: %v\n%s", strings.Join(args, " "), err, stderr)
