@@ -126,29 +126,14 @@ func TestFluxRendersControllersFromTheirModules(t *testing.T) {
 // (their modules' manifests, the local images) — what `flux bootstrap git` commits as gotk-components.yaml
 // and applies; without --manifests it refuses instead of installing anything (no embedded manifests offline).
 func TestCLIInstallsTheComponentsDir(t *testing.T) {
-	cache, err := gobuild.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	bins, err := gobuild.Ensure(ctx, cache, CLI(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, err := Version(ctx, bins["flux"]); err != nil || "v"+v != CLIVersion {
+	flux := cli(t)
+	if v, err := Version(ctx, flux); err != nil || "v"+v != CLIVersion {
 		t.Fatalf("flux --version: %q, %v; want %s", v, err, CLIVersion)
 	}
-	var cs []Controller
-	for _, name := range Controllers {
-		c := Find(name)
-		cs = append(cs, Controller{Name: c.Name, ModuleDir: moduleDir(t, c), Image: localImage(c)})
-	}
-	dir := t.TempDir()
-	if err := ComponentsDir(dir, cs...); err != nil {
-		t.Fatal(err)
-	}
+	dir := componentsDir(t)
 	run := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, bins["flux"], args...)
+		cmd := exec.CommandContext(ctx, flux, args...)
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 		out, err := cmd.CombinedOutput()
 		return string(out), err
@@ -204,19 +189,11 @@ func TestBootstrapArgs(t *testing.T) {
 // --export` writes the flux-system source and Kustomization), through `flux build kustomization --dry-run`.
 // A file of the tree declaring what bootstrap commits (the flux-system Namespace) breaks the build.
 func TestBootstrappedTreeBuilds(t *testing.T) {
-	cache, err := gobuild.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	bins, err := gobuild.Ensure(ctx, cache, CLI(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	home := t.TempDir()
+	flux, home := cli(t), t.TempDir()
 	run := func(args ...string) string {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, bins["flux"], args...)
+		cmd := exec.CommandContext(ctx, flux, args...)
 		cmd.Env = append(os.Environ(), "HOME="+home)
 		out, err := cmd.Output()
 		if err != nil {
@@ -228,15 +205,7 @@ func TestBootstrappedTreeBuilds(t *testing.T) {
 		}
 		return string(out)
 	}
-	var cs []Controller
-	for _, name := range Controllers {
-		c := Find(name)
-		cs = append(cs, Controller{Name: c.Name, ModuleDir: moduleDir(t, c), Image: localImage(c)})
-	}
-	mdir := t.TempDir()
-	if err := ComponentsDir(mdir, cs...); err != nil {
-		t.Fatal(err)
-	}
+	mdir := componentsDir(t)
 	tree := filepath.Join(t.TempDir(), "flux", "clusters", "e2e")
 	sys := filepath.Join(tree, "flux-system")
 	if err := os.MkdirAll(sys, 0o755); err != nil {
@@ -292,4 +261,33 @@ func TestBootstrappedTreeBuilds(t *testing.T) {
 	if ns != nil && ns.GetLabels()["pod-security.kubernetes.io/enforce"] != "restricted" {
 		t.Errorf("Namespace %s labels %v, want the restricted Pod Security Standard", Namespace, ns.GetLabels())
 	}
+}
+
+// cli is the flux CLI, built into the cache when it is not there.
+func cli(t *testing.T) string {
+	t.Helper()
+	cache, err := gobuild.CacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bins, err := gobuild.Ensure(context.Background(), cache, CLI(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bins["flux"]
+}
+
+// componentsDir is ComponentsDir of the controllers flux/clusters/e2e needs, with their local images.
+func componentsDir(t *testing.T) string {
+	t.Helper()
+	var cs []Controller
+	for _, name := range Controllers {
+		c := Find(name)
+		cs = append(cs, Controller{Name: c.Name, ModuleDir: moduleDir(t, c), Image: localImage(c)})
+	}
+	dir := t.TempDir()
+	if err := ComponentsDir(dir, cs...); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
