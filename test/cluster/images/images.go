@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/txmesh/txmesh/test/cluster/oci"
 )
@@ -37,6 +39,24 @@ type Image struct {
 	ID      string `json:"id"`                // config digest, as `ctr images ls` and the kubelet show it
 	Version string `json:"version,omitempty"` // what it packages, where that has a version (Debian's postgresql-18, busybox-static)
 	Size    int64  `json:"size"`              // bytes
+}
+
+// Open reads the image from its tarball.
+func (i Image) Open() (v1.Image, error) {
+	tag, err := name.NewTag(i.Ref)
+	if err != nil {
+		return nil, err
+	}
+	return tarball.ImageFromPath(i.Path, &tag)
+}
+
+// Config reads the image's configuration (entrypoint, user, labels …) from its tarball.
+func (i Image) Config() (*v1.ConfigFile, error) {
+	img, err := i.Open()
+	if err != nil {
+		return nil, err
+	}
+	return img.ConfigFile()
 }
 
 // Builder builds images into a cache directory.
