@@ -2,7 +2,6 @@ package flagger
 
 import (
 	"context"
-	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,22 +25,6 @@ func moduleDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-// The wrapper repeats flagger's go line and replace block.
-func TestComponentRepeatsUpstreamGoMod(t *testing.T) {
-	cache, err := gobuild.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := Component()
-	goLine, want, err := gobuild.Upstream(context.Background(), cache, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.GoLine != goLine || !maps.Equal(want, c.Replace) {
-		t.Errorf("go %q replaces %v; upstream's go.mod: go %q, %v", c.GoLine, c.Replace, goLine, want)
-	}
 }
 
 func TestFlaggerRendersItsKubernetesInstaller(t *testing.T) {
