@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -89,6 +90,16 @@ func Ensure(ctx context.Context, cache string, c Component, log io.Writer) (Bina
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
 		return bins, nil
 	}
+	// Another harness process (a second make, a test) may be building the same component: one builds, the
+	// other waits and then finds it cached, instead of both writing the same directories.
+	unlock, err := lock(ctx, dir+".lock", log, c.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return bins, nil
+	}
 	if _, err := exec.LookPath("go"); err != nil {
 		return nil, errors.New("the go command is not on PATH: install Go 1.26 (README: Prerequisites)")
 	}
@@ -129,7 +140,7 @@ func Ensure(ctx context.Context, cache string, c Component, log io.Writer) (Bina
 	args := []string{"build", "-trimpath", "-ldflags", strings.TrimSpace("-s -w " + c.Ldflags), "-o", tmp + "/"}
 	args = append(args, c.Packages...)
 	stop := ticker(log, c.Name, start)
-	err := goCmd(ctx, src, log, []string{"CGO_ENABLED=0"}, args...)
+	err = goCmd(ctx, src, log, []string{"CGO_ENABLED=0"}, args...)
 	stop()
 	if err != nil {
 		return nil, fmt.Errorf("build %s %s: %w", c.Name, c.Version, err)
@@ -333,4 +344,35 @@ func Upstream(ctx context.Context, cache string, c Component) (string, map[strin
 		}
 	}
 	return mod.Go, want, nil
+}
+
+// lock takes an exclusive flock on path (created if missing), waiting while another process holds it; the lock
+// goes with the process, so a killed builder never leaves it held.
+func lock(ctx context.Context, path string, log io.Writer, name string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for waited := false; ; waited = true {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			_ = f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !waited {
+			fmt.Fprintf(log, "build: %s — another process is building it, waiting (%s)\n", name, path)
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }

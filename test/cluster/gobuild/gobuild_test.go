@@ -2,12 +2,14 @@ package gobuild
 
 import (
 	"context"
+	"errors"
 	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A cached component is found by its key — name, version, patch key — with its binaries under their names,
@@ -41,4 +43,24 @@ func TestEnsureFindsTheCacheByKey(t *testing.T) {
 	if _, err := Ensure(context.Background(), cache, c, io.Discard); err == nil || !strings.Contains(err.Error(), "go command") {
 		t.Fatalf("error %v, want the missing go command named", err)
 	}
+}
+
+// Two builders of one component: the second waits for the first's lock, and gets it once the first lets go.
+func TestLockWaitsForTheHolder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.lock")
+	unlock, err := lock(context.Background(), path, io.Discard, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if _, err := lock(ctx, path, io.Discard, "c"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second lock while the first is held: %v, want to wait until the deadline", err)
+	}
+	unlock()
+	unlock2, err := lock(context.Background(), path, io.Discard, "c")
+	if err != nil {
+		t.Fatalf("lock after the holder let go: %v", err)
+	}
+	unlock2()
 }
