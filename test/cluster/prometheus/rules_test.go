@@ -1,13 +1,20 @@
 package prometheus
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
 
@@ -51,20 +58,147 @@ var ruleCases = []ruleCase{
 		eval:   "90s", alert: "DatabaseSyncStandbyMissing",
 		labels: map[string]string{"severity": "critical", "cluster": "bank-db"}},
 	{name: "PostgreSQL killed: its statistics reset by crash recovery",
-		series: map[string]string{`cnpg_pg_stat_database_xact_commit{namespace="txmesh",pod="bank-db-1",datname="postgres",instance="a"}`: "100+10x10 5+10x10"},
+		series: history(phase{bankDB1, "100+10x10 5+10x10"}),
 		eval:   "80s", alert: "DatabaseInstanceCrashed",
 		labels: map[string]string{"severity": "warning", "cluster": "bank-db", "pod": "bank-db-1"}},
+	{name: "PostgreSQL crashed with its node: the same pod back on another address, its reset seen",
+		series: history(phase{bankDB1, "100+10x10"}, phase{bankDB1.at("10.244.1.23"), "_x12 5+10x10"}),
+		eval:   "130s", alert: "DatabaseInstanceCrashed",
+		labels: map[string]string{"severity": "warning", "cluster": "bank-db", "pod": "bank-db-1"}},
 	{name: "a clean restart (switchover, drain): the statistics kept across the gap",
-		series: map[string]string{`cnpg_pg_stat_database_xact_commit{namespace="txmesh",pod="bank-db-1",datname="postgres",instance="a"}`: "100+10x10 _x4 210+10x10"},
+		series: history(phase{bankDB1, "100+10x10 _x4 210+10x10"}),
 		eval:   "120s", alert: "DatabaseInstanceCrashed"},
-	{name: "an instance's pod replaced (another address): a new series, not a reset",
-		series: map[string]string{
-			`cnpg_pg_stat_database_xact_commit{namespace="txmesh",pod="bank-db-1",datname="postgres",instance="a"}`: "100+10x10",
-			`cnpg_pg_stat_database_xact_commit{namespace="txmesh",pod="bank-db-1",datname="postgres",instance="b"}`: "_x12 5+10x10"},
-		eval: "110s", alert: "DatabaseInstanceCrashed"},
+	{name: "an instance's pod replaced (another UID, another address): a new series, not a reset",
+		series: history(phase{bankDB1, "100+10x10"}, phase{bankDB1.replaced("10.244.2.9"), "_x1 5+10x10"}),
+		eval:   "110s", alert: "DatabaseInstanceCrashed"},
+	{name: "an instance's pod replaced on the address it had (its cluster rebuilt): a new series, not a reset",
+		series: history(phase{bankDB1, "100+10x10"}, phase{bankDB1.replaced(bankDB1.addr), "_x12 5+10x10"}),
+		eval:   "130s", alert: "DatabaseInstanceCrashed"},
 	{name: "another database's counter falling does not count (datname postgres only)",
-		series: map[string]string{`cnpg_pg_stat_database_xact_commit{namespace="txmesh",pod="bank-db-1",datname="bank",instance="a"}`: "100+10x10 5+10x10"},
+		series: map[string]string{commits(bankDB1, "bank"): "100+10x10 5+10x10"},
 		eval:   "80s", alert: "DatabaseInstanceCrashed"},
+}
+
+// exporter is one CloudNativePG instance pod's exporter as Kubernetes discovery meets it: its pod, the pod's
+// address and its UID.
+type exporter struct{ pod, addr, uid string }
+
+var bankDB1 = exporter{pod: "bank-db-1", addr: "10.244.1.7", uid: "6f1d0c2a-8a57-4d6e-9c1e-2b7f3e4a5d01"}
+
+// at is the same pod back on another address (its node rebooted: a new sandbox, a new IP, the same pod).
+func (e exporter) at(addr string) exporter { e.addr = addr; return e }
+
+// replaced is another pod under the same name (deleted and recreated): a new UID, on addr.
+func (e exporter) replaced(addr string) exporter {
+	e.addr, e.uid = addr, "0b9e7d55-3c41-4f2a-8d6b-9a0c1e2f3b02"
+	return e
+}
+
+// discovered is the target Kubernetes pod discovery gives for e's port metrics (the meta labels the
+// cnpg-instances job may read).
+func (e exporter) discovered() map[string]string {
+	return map[string]string{"__address__": e.addr + ":9187", "__meta_kubernetes_pod_ip": e.addr,
+		"__meta_kubernetes_pod_uid": e.uid, "__meta_kubernetes_pod_name": e.pod,
+		"__meta_kubernetes_namespace": "txmesh"}
+}
+
+// instanceSource is what config.yaml's cnpg-instances job sets its series' instance label from: Prometheus's
+// default, the address, unless a relabel replaces it.
+var instanceSource, instanceSourceErr = cnpgInstanceSource(Config())
+
+// cnpgInstanceSource reads the source labels of the last relabel of the cnpg-instances job that targets
+// instance; only a plain replace (default regex, replacement and separator: the values copied) is understood.
+func cnpgInstanceSource(cfg []byte) ([]string, error) {
+	var c struct {
+		ScrapeConfigs []struct {
+			JobName string `json:"job_name"`
+			Relabel []struct {
+				Action       string   `json:"action"`
+				SourceLabels []string `json:"source_labels"`
+				TargetLabel  string   `json:"target_label"`
+				Regex        *string  `json:"regex"`
+				Replacement  *string  `json:"replacement"`
+				Separator    *string  `json:"separator"`
+			} `json:"relabel_configs"`
+		} `json:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(cfg, &c); err != nil {
+		return nil, err
+	}
+	for _, j := range c.ScrapeConfigs {
+		if j.JobName != "cnpg-instances" {
+			continue
+		}
+		src := []string{"__address__"}
+		for _, r := range j.Relabel {
+			if r.TargetLabel != "instance" {
+				continue
+			}
+			if (r.Action != "" && r.Action != "replace") || r.Regex != nil || r.Replacement != nil || r.Separator != nil {
+				return nil, fmt.Errorf("cnpg-instances: a relabel of instance this test does not read: %+v", r)
+			}
+			src = r.SourceLabels
+		}
+		for _, l := range src {
+			if _, ok := bankDB1.discovered()[l]; !ok {
+				return nil, fmt.Errorf("cnpg-instances: instance from %s, a label this test does not discover", l)
+			}
+		}
+		return src, nil
+	}
+	return nil, fmt.Errorf("no job cnpg-instances in config.yaml")
+}
+
+// commits is e's cnpg_pg_stat_database_xact_commit series on database datname, labelled as config.yaml's
+// cnpg-instances job labels it.
+func commits(e exporter, datname string) string {
+	var v []string
+	for _, l := range instanceSource {
+		v = append(v, e.discovered()[l])
+	}
+	return `cnpg_pg_stat_database_xact_commit{namespace="txmesh",pod="` + e.pod + `",datname="` + datname +
+		`",instance="` + strings.Join(v, ";") + `"}`
+}
+
+// phase is what one exporter served for a while, in promtool's expanding notation.
+type phase struct {
+	e      exporter
+	values string
+}
+
+// history is the cnpg_pg_stat_database_xact_commit{datname="postgres"} series stored from phases, one after
+// the other: phases whose series are labelled the same (one pod UID at two addresses, in config.yaml) are one
+// series, the others series of their own that start when their phase does.
+func history(phases ...phase) map[string]string {
+	m, ends, at := map[string]string{}, map[string]int{}, 0
+	for _, p := range phases {
+		s, v := commits(p.e, "postgres"), p.values
+		if gap := at - ends[s]; gap > 0 {
+			v = "_x" + strconv.Itoa(gap) + " " + v
+		}
+		m[s] = strings.TrimSpace(m[s] + " " + v)
+		at += samples(p.values)
+		ends[s] = at
+	}
+	return m
+}
+
+// samples is how many steps values spans in promtool's expanding notation: _xn n, axn and a+bxn n+1.
+func samples(values string) int {
+	n := 0
+	for _, f := range strings.Fields(values) {
+		base, times, ok := strings.Cut(f, "x")
+		k, _ := strconv.Atoi(times)
+		switch {
+		case !ok:
+			n++
+		case base == "_":
+			n += k
+		default:
+			n += k + 1
+		}
+	}
+	return n
 }
 
 // replication is the cnpg_pg_replication series of a 3-instance cluster whose first instance is the primary,
@@ -86,6 +220,9 @@ func replication(cluster string, streaming ...string) map[string]string {
 
 // The shipped rules, evaluated by Prometheus's own unit-test runner (promtool test rules) on ruleCases.
 func TestShippedRulesFireOnlyOnTheirFault(t *testing.T) {
+	if instanceSourceErr != nil {
+		t.Fatal(instanceSourceErr)
+	}
 	pt, rules := promtool(t), repoRules(t)
 	var file struct {
 		Groups []struct {
@@ -154,5 +291,75 @@ func TestShippedRulesFireOnlyOnTheirFault(t *testing.T) {
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	}
+}
+
+// PodMonitorsFile declares production's scrape of the CloudNativePG instances (the Prometheus Operator's
+// PodMonitors), relative to the repository.
+const PodMonitorsFile = "kustomize/components/monitoring/podmonitors.yaml"
+
+// Production's PodMonitors of the CloudNativePG exporters (port metrics) label instance as config.yaml's
+// cnpg-instances job does, so the series the rule cases model are production's too.
+func TestRulesSeriesLabelledAsInProduction(t *testing.T) {
+	if instanceSourceErr != nil {
+		t.Fatal(instanceSourceErr)
+	}
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", PodMonitorsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, n := k8syaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096), 0
+	for {
+		var pm struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+			Spec struct {
+				Endpoints []struct {
+					Port        string `json:"port"`
+					Relabelings []struct {
+						Action       string   `json:"action"`
+						SourceLabels []string `json:"sourceLabels"`
+						TargetLabel  string   `json:"targetLabel"`
+						Regex        *string  `json:"regex"`
+						Replacement  *string  `json:"replacement"`
+						Separator    *string  `json:"separator"`
+					} `json:"relabelings"`
+				} `json:"podMetricsEndpoints"`
+			} `json:"spec"`
+		}
+		if err := d.Decode(&pm); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("%s: %v", PodMonitorsFile, err)
+		}
+		if pm.Kind != "PodMonitor" {
+			continue
+		}
+		for _, ep := range pm.Spec.Endpoints {
+			if ep.Port != "metrics" {
+				continue
+			}
+			n++
+			src := []string{"__address__"}
+			for _, r := range ep.Relabelings {
+				if r.TargetLabel != "instance" {
+					continue
+				}
+				if (r.Action != "" && !strings.EqualFold(r.Action, "replace")) || r.Regex != nil ||
+					r.Replacement != nil || r.Separator != nil {
+					t.Errorf("PodMonitor %s: a relabeling of instance this test does not read: %+v", pm.Metadata.Name, r)
+				}
+				src = r.SourceLabels
+			}
+			if !slices.Equal(src, instanceSource) {
+				t.Errorf("PodMonitor %s labels instance from %v, config.yaml's cnpg-instances from %v",
+					pm.Metadata.Name, src, instanceSource)
+			}
+		}
+	}
+	if n != 2 {
+		t.Errorf("%s: %d endpoints on port metrics, want bank-db's and store-db's", PodMonitorsFile, n)
 	}
 }
