@@ -293,6 +293,16 @@ func unmountUnder(t *testing.T, dir string) {
 // procIDs returns a process's real uid and gid and its command line.
 func procIDs(t *testing.T, pid int) (uid, gid string, args []string) {
 	t.Helper()
+	// A task just started may still be in runc's init or inside its execve (an empty cmdline): read it once
+	// it runs the image's program.
+	var cmdline []byte
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		cmdline, _ = os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if (len(cmdline) > 0 && !strings.HasPrefix(string(cmdline), "runc")) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
@@ -306,6 +316,5 @@ func procIDs(t *testing.T, pid int) (uid, gid string, args []string) {
 			gid = f[1]
 		}
 	}
-	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return uid, gid, strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
 }
