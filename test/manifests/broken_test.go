@@ -154,7 +154,7 @@ var moreRuleCases = []struct {
 		mutate(production, "Canary", "bank", webhookMeta(1, "cmd", strings.NewReplacer(`'CANARY-%06d' $(( (i % 10) + 1 ))`, `'ACC-%06d' $(( (i % 50) + 1 ))`))),
 		"webhook load-test names ACC-%06d, not a canary account"},
 	{"e2e: the harness's webhook on a customer account", "canary-spends-canary-accounts",
-		mutate(e2e, "Canary", "bank", webhookMeta(1, "accounts", strings.NewReplacer("CANARY-000010", "ACC-000010"))),
+		mutate(e2e, "Canary", "bank", webhookMeta(2, "accounts", strings.NewReplacer("CANARY-000010", "ACC-000010"))),
 		"webhook load-test names ACC-000010, not a canary account"},
 	{"a customer account built from a shell variable", "canary-spends-canary-accounts",
 		mutate(minikube, "Canary", "bank", webhookMeta(1, "cmd", strings.NewReplacer(`acc=$(printf 'CANARY-%06d' $(( (i % 10) + 1 )));`, `n=1; acc=ACC-00000$n;`))),

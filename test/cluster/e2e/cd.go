@@ -112,19 +112,40 @@ func revisionOf(o *unstructured.Unstructured) string {
 	return rev
 }
 
+// canaryEnd is how a Canary's analysis ended: Seen says it for a row's checks, At is the phase's transition
+// time, FailedChecks the most status.failedChecks read during it (Flagger clears it on a rollback).
+type canaryEnd struct {
+	Seen         string
+	At           time.Time
+	FailedChecks int64
+}
+
+// cleanAnalysis is an error unless every check of a good release's analysis passed: a check without data
+// counts as failed, and a release with one to spare is a coin toss away from a false rollback.
+func (c canaryEnd) cleanAnalysis() error {
+	if c.FailedChecks > 0 {
+		return fmt.Errorf("%s: want no failed check in a good release's analysis", c.Seen)
+	}
+	return nil
+}
+
 // awaitCanary waits until Flagger has taken up a revision of the Canary app other than before and ended its
 // analysis in want (Succeeded or Failed); ending in the other terminal phase is an error. Flux's apps
 // Kustomization waits for the canary's pods, so the analysis may be over before the caller gets here: the
-// revision, not the phases seen, tells. It returns what it saw: the phases, failed checks and iterations.
-func (e *env) awaitCanary(ctx context.Context, app, before, want string, since time.Time, d time.Duration) (string, time.Time, error) {
+// revision, not the phases seen, tells. It returns what it saw.
+func (e *env) awaitCanary(ctx context.Context, app, before, want string, since time.Time, d time.Duration) (canaryEnd, error) {
 	t := time.Now()
 	var phases []string
+	var most int64
 	for {
 		o, err := e.s.Apply.Dynamic().Resource(flagger.Canaries).Namespace(namespace).Get(ctx, app, metav1.GetOptions{})
 		if err == nil {
 			phase, _, _ := unstructured.NestedString(o.Object, "status", "phase")
 			rev := revisionOf(o)
 			failed, _, _ := unstructured.NestedInt64(o.Object, "status", "failedChecks")
+			if rev != before {
+				most = max(most, failed)
+			}
 			if len(phases) == 0 || phases[len(phases)-1] != phase {
 				phases = append(phases, phase)
 			}
@@ -136,20 +157,20 @@ func (e *env) awaitCanary(ctx context.Context, app, before, want string, since t
 					}
 				}
 				seen := fmt.Sprintf("canary %s %s %.0f s after the change (phases seen %s; failed checks %d)", app,
-					phase, at.Sub(since).Seconds(), strings.Join(phases, " → "), failed)
+					phase, at.Sub(since).Seconds(), strings.Join(phases, " → "), most)
 				if phase != want {
-					return "", at, fmt.Errorf("%s, want %s; events: %s", seen, want,
+					return canaryEnd{}, fmt.Errorf("%s, want %s; events: %s", seen, want,
 						e.canaryEvents(ctx, app, since, "Halt", "failed", "Rolling back"))
 				}
-				return seen, at, nil
+				return canaryEnd{Seen: seen, At: at, FailedChecks: most}, nil
 			}
 		}
 		if time.Since(t) > d {
-			return "", time.Time{}, fmt.Errorf("canary %s not %s after %s (phases %s); events: %s", app, want, d,
+			return canaryEnd{}, fmt.Errorf("canary %s not %s after %s (phases %s); events: %s", app, want, d,
 				strings.Join(phases, " → "), e.canaryEvents(ctx, app, since, "Halt", "failed", "Rolling back", "Advance"))
 		}
 		if err := sleepCtx(ctx, time.Second); err != nil {
-			return "", time.Time{}, err
+			return canaryEnd{}, err
 		}
 	}
 }

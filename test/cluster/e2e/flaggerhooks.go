@@ -35,7 +35,7 @@ type flaggerHooks struct {
 	tls     *tls.Config
 
 	mu      sync.Mutex
-	loading map[string]bool // Services with a load test running
+	loading map[string]*loadRun // Services with a load test running
 
 	acceptanceOK, acceptanceFailed               atomic.Int64
 	loadCalls, loadOK, load4xx, load5xx, loadErr atomic.Int64
@@ -81,7 +81,7 @@ func startHooks(ctx context.Context, addr string, base *tls.Config,
 	if err != nil {
 		return nil, fmt.Errorf("flagger webhooks: %w", err)
 	}
-	h := &flaggerHooks{addr: ln.Addr().String(), resolve: resolve, tls: base, loading: map[string]bool{}}
+	h := &flaggerHooks{addr: ln.Addr().String(), resolve: resolve, tls: base, loading: map[string]*loadRun{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /acceptance", h.serveAcceptance(ctx))
 	mux.HandleFunc("POST /load", h.serveLoad(ctx))
@@ -244,8 +244,19 @@ func (h *flaggerHooks) acceptance(ctx context.Context, svc, account string) erro
 	return nil
 }
 
-// serveLoad starts a load test on the canary and answers at once, as the load tester runs its command in the
-// background: metadata rate (transactions/s) for duration. One at a time per Service.
+// loadRun is one Service's load test: it sends until end, which a later call may push on; done closes once
+// every transaction it sent has its answer.
+type loadRun struct {
+	end  time.Time
+	done chan struct{}
+}
+
+// serveLoad starts a load test on the canary and answers at once, as the load tester runs a `cmd` in the
+// background: metadata rate (transactions/s) for duration. One at a time per Service: a call while one runs
+// extends it to now+duration, so calls every analysis interval keep the canary's traffic unbroken (a gap
+// leaves a check without data, which Flagger counts as failed). With metadata blocking: "true" it answers
+// once the load is over, as the load tester runs a `bash` webhook: a pre-rollout warm-up, so that the first
+// analysis already finds the canary's traffic in Prometheus.
 func (h *flaggerHooks) serveLoad(ctx context.Context) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := decodePayload(r)
@@ -263,25 +274,65 @@ func (h *flaggerHooks) serveLoad(ctx context.Context) http.HandlerFunc {
 			http.Error(w, "metadata duration: want a duration > 0", http.StatusBadRequest)
 			return
 		}
+		blocking := false
+		if b, ok := p.Metadata["blocking"]; ok {
+			if blocking, err = strconv.ParseBool(b); err != nil {
+				http.Error(w, "metadata blocking: want true or false", http.StatusBadRequest)
+				return
+			}
+		}
 		h.loadCalls.Add(1)
 		svc := p.Metadata["service"]
+		end := time.Now().Add(d)
 		h.mu.Lock()
-		busy := h.loading[svc]
-		h.loading[svc] = true
-		h.mu.Unlock()
-		if !busy {
+		run := h.loading[svc]
+		if run == nil {
+			run = &loadRun{end: end, done: make(chan struct{})}
+			h.loading[svc] = run
 			go func() {
-				h.load(ctx, svc, p.accounts, rate, d)
-				h.mu.Lock()
-				delete(h.loading, svc)
-				h.mu.Unlock()
+				defer close(run.done)
+				h.load(ctx, svc, p.accounts, rate, run)
 			}()
+		} else if end.After(run.end) {
+			run.end = end
 		}
-		w.WriteHeader(http.StatusAccepted)
+		h.mu.Unlock()
+		if !blocking {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		select {
+		case <-run.done:
+			w.WriteHeader(http.StatusOK)
+		case <-r.Context().Done():
+		}
 	}
 }
 
-func (h *flaggerHooks) load(ctx context.Context, svc string, accounts []string, rate float64, d time.Duration) {
+// over reports whether run has reached its end, and if so takes it off the running loads in the same step,
+// so that a call extending it either lands before (and is honoured) or starts a new run.
+func (h *flaggerHooks) over(svc string, run *loadRun) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if time.Now().Before(run.end) {
+		return false
+	}
+	if h.loading[svc] == run {
+		delete(h.loading, svc)
+	}
+	return true
+}
+
+func (h *flaggerHooks) load(ctx context.Context, svc string, accounts []string, rate float64, run *loadRun) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer func() { // a run cut short (no Service, the harness ending) is over too
+		h.mu.Lock()
+		if h.loading[svc] == run {
+			delete(h.loading, svc)
+		}
+		h.mu.Unlock()
+	}()
 	url, err := h.resolve(ctx, svc)
 	if err != nil {
 		h.loadErr.Add(1)
@@ -290,9 +341,7 @@ func (h *flaggerHooks) load(ctx context.Context, svc string, accounts []string, 
 	c := h.client(svc)
 	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 	defer tick.Stop()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for i, end := 0, time.Now().Add(d); time.Now().Before(end); i++ {
+	for i := 0; !h.over(svc, run); i++ {
 		select {
 		case <-ctx.Done():
 			return

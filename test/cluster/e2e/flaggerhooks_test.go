@@ -20,6 +20,7 @@ type fakeBank struct {
 	replayStatus string
 	stores       map[string]int
 	accounts     map[string]int
+	posted       []time.Time
 }
 
 func newFakeBank() *fakeBank {
@@ -36,6 +37,7 @@ func (b *fakeBank) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
+		b.posted = append(b.posted, time.Now())
 		id, _ := tx["id"].(string)
 		store, _ := tx["store_id"].(string)
 		b.stores[store]++
@@ -147,7 +149,7 @@ func TestLoadHookSendsInTheBackground(t *testing.T) {
 	// or a transaction the Bank has counted and the hook not yet reads as a mismatch.
 	for time.Now().Before(deadline) {
 		h.mu.Lock()
-		busy := h.loading["bank-canary"]
+		busy := h.loading["bank-canary"] != nil
 		h.mu.Unlock()
 		if !busy {
 			break
@@ -171,6 +173,77 @@ func TestLoadHookSendsInTheBackground(t *testing.T) {
 	if len(bank.accounts) != 3 {
 		t.Errorf("the load spent %v: want each of the three canary accounts", bank.accounts)
 	}
+}
+
+// TestLoadHookCallsKeepTheLoadUnbroken: Flagger calls the load test every interval; a call while a load runs
+// extends it, so the canary's traffic has no gap a check could fall into (the old hook ignored the call).
+func TestLoadHookCallsKeepTheLoadUnbroken(t *testing.T) {
+	bank := newFakeBank()
+	h, url := startFakeHooks(t, bank)
+	load := strings.Replace(hookPayload, "%s", canary+`,"rate":"50","duration":"400ms"`, 1)
+	start := time.Now()
+	for range 3 {
+		if code := callHook(t, url+"/load", load); code != http.StatusAccepted {
+			t.Fatalf("load: %d, want 202", code)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	waitLoadOver(t, h)
+	bank.mu.Lock()
+	defer bank.mu.Unlock()
+	if len(bank.posted) == 0 {
+		t.Fatal("no transaction sent")
+	}
+	if last := bank.posted[len(bank.posted)-1].Sub(start); last < 850*time.Millisecond {
+		t.Errorf("the last transaction came %s after the first call: want the load to run until the third call's "+
+			"end (0.9 s)", last)
+	}
+	for i := 1; i < len(bank.posted); i++ {
+		if gap := bank.posted[i].Sub(bank.posted[i-1]); gap > 200*time.Millisecond {
+			t.Errorf("a gap of %s in the load after transaction %d: want one unbroken load", gap, i)
+		}
+	}
+	if s := h.stats(); s.LoadCalls != 3 || int(s.LoadOK) != len(bank.posted) {
+		t.Errorf("stats %+v: want 3 calls and every one of the Bank's %d transactions answered 2xx", s, len(bank.posted))
+	}
+}
+
+// TestLoadHookBlockingAnswersOnceTheLoadIsOver: the pre-rollout warm-up (blocking: "true") answers after its
+// load, every transaction of it answered, so the first analysis finds the canary's traffic.
+func TestLoadHookBlockingAnswersOnceTheLoadIsOver(t *testing.T) {
+	bank := newFakeBank()
+	h, url := startFakeHooks(t, bank)
+	if code := callHook(t, url+"/load", strings.Replace(hookPayload, "%s",
+		canary+`,"rate":"50","duration":"100ms","blocking":"maybe"`, 1)); code != http.StatusBadRequest {
+		t.Errorf("load with blocking maybe: %d, want 400", code)
+	}
+	start := time.Now()
+	if code := callHook(t, url+"/load", strings.Replace(hookPayload, "%s",
+		canary+`,"rate":"50","duration":"400ms","blocking":"true"`, 1)); code != http.StatusOK {
+		t.Fatalf("blocking load: %d, want 200", code)
+	}
+	if took := time.Since(start); took < 400*time.Millisecond {
+		t.Errorf("the blocking load answered after %s: want after its 400 ms of load", took)
+	}
+	bank.mu.Lock()
+	sent := len(bank.posted)
+	bank.mu.Unlock()
+	if s := h.stats(); sent < 10 || int(s.LoadOK) != sent {
+		t.Errorf("at the answer the Bank had %d transactions and the hook %+v: want ≥ 10, each answered 2xx", sent, s)
+	}
+}
+
+func waitLoadOver(t *testing.T, h *flaggerHooks) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		h.mu.Lock()
+		busy := len(h.loading) > 0
+		h.mu.Unlock()
+		if !busy {
+			return
+		}
+	}
+	t.Fatal("the load still runs after 5 s")
 }
 
 // TestHooksNeverSpendCustomerAccounts: without canary accounts in the metadata, or with a customer's

@@ -73,15 +73,15 @@ func canaryPromoteRun(ctx context.Context, e *env, r *Row) error {
 		w.close()
 		return err
 	}
-	run, at, err := e.awaitCanary(ctx, "bank", rev, "Succeeded", t, 15*time.Minute)
+	end, err := e.awaitCanary(ctx, "bank", rev, "Succeeded", t, 15*time.Minute)
 	w.close()
 	if err != nil {
 		return err
 	}
-	r.Times["release_to_promoted"] = at.Sub(t).Seconds()
+	r.Times["release_to_promoted"] = end.At.Sub(t).Seconds()
 	if w.maxCanary < maxWeight || maxWeight == 0 {
 		return fmt.Errorf("%s, but the canary's weight in Flagger's VirtualService bank reached %d %%, want the "+
-			"Canary's maxWeight %d %% (weights seen %v)", run, w.maxCanary, maxWeight, w.seen)
+			"Canary's maxWeight %d %% (weights seen %v)", end.Seen, w.maxCanary, maxWeight, w.seen)
 	}
 	if err := e.servedByPrimary(ctx, "bank"); err != nil {
 		return err
@@ -97,7 +97,7 @@ func canaryPromoteRun(ctx context.Context, e *env, r *Row) error {
 		return fmt.Errorf("bank-primary's template has %s=%q, want the promoted %q", releaseAnnotation, got, release)
 	}
 	r.Checks = append(r.Checks, fmt.Sprintf("%s; canary weights seen %v (maxWeight %d %%); bank-primary runs release %s, "+
-		"weights 100/0, canary at zero; events: %s", run, w.seen, maxWeight, release,
+		"weights 100/0, canary at zero; events: %s", end.Seen, w.seen, maxWeight, release,
 		e.canaryEvents(ctx, "bank", t, "Advance", "Promotion", "Routing all traffic")))
 	return nil
 }
@@ -113,12 +113,12 @@ func canaryRollbackRun(ctx context.Context, e *env, r *Row) error {
 		w.close()
 		return err
 	}
-	run, at, err := e.awaitCanary(ctx, "bank", rev, "Failed", t, 15*time.Minute)
+	end, err := e.awaitCanary(ctx, "bank", rev, "Failed", t, 15*time.Minute)
 	w.close()
 	if err != nil {
 		return err
 	}
-	r.Times["release_to_rolled_back"] = at.Sub(t).Seconds()
+	r.Times["release_to_rolled_back"] = end.At.Sub(t).Seconds()
 	if err := e.servedByPrimary(ctx, "bank"); err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func canaryRollbackRun(ctx context.Context, e *env, r *Row) error {
 			"revision reached the primary", got)
 	}
 	r.Checks = append(r.Checks, fmt.Sprintf("%s; canary weights seen %v; bank-primary keeps ALLOWED_CALLERS with "+
-		"the load tester, weights 100/0, canary at zero; events: %s", run, w.seen,
+		"the load tester, weights 100/0, canary at zero; events: %s", end.Seen, w.seen,
 		e.canaryEvents(ctx, "bank", t, "Halt", "failed", "Rolling back", "acceptance")))
 	return nil
 }

@@ -53,11 +53,11 @@ func cdBadReleaseRun(ctx context.Context, e *env, r *Row) error {
 		return err
 	}
 	r.Times["commit_to_applied"] = time.Since(t).Seconds()
-	run, at, err := e.awaitCanary(ctx, "bank", rev, "Failed", t, 6*time.Minute)
+	end, err := e.awaitCanary(ctx, "bank", rev, "Failed", t, 6*time.Minute)
 	if err != nil {
 		return err
 	}
-	r.Times["commit_to_rolled_back"] = at.Sub(t).Seconds()
+	r.Times["commit_to_rolled_back"] = end.At.Sub(t).Seconds()
 	if err := e.servedByPrimary(ctx, "bank"); err != nil {
 		return err
 	}
@@ -71,7 +71,7 @@ func cdBadReleaseRun(ctx context.Context, e *env, r *Row) error {
 	why := e.canaryEvents(ctx, "bank", t, "Halt", "Rolling back", "Canary failed")
 	r.Checks = append(r.Checks, fmt.Sprintf("commit %s (%s: %s) applied by Flux in %.0f s; Flagger rolled the "+
 		"canary back %.0f s after the commit: %s; bank-primary still has %s; events: %s", commit[:12], file, bad,
-		r.Times["commit_to_applied"], r.Times["commit_to_rolled_back"], run, good, why),
+		r.Times["commit_to_applied"], r.Times["commit_to_rolled_back"], end.Seen, good, why),
 		"the harness's webhooks: "+e.hooks.stats().since(hooks).String())
 
 	if rev, err = e.canaryRevision(ctx, "bank"); err != nil {
@@ -87,14 +87,17 @@ func cdBadReleaseRun(ctx context.Context, e *env, r *Row) error {
 		return err
 	}
 	hooks = e.hooks.stats()
-	run, at, err = e.awaitCanary(ctx, "bank", rev, "Succeeded", t, 6*time.Minute)
+	end, err = e.awaitCanary(ctx, "bank", rev, "Succeeded", t, 6*time.Minute)
+	if err == nil {
+		err = end.cleanAnalysis()
+	}
 	if err != nil {
 		return fmt.Errorf("revert %s: %w; the harness's webhooks since: %s", revert[:12], err,
 			e.hooks.stats().since(hooks))
 	}
-	r.Times["revert_to_promoted"] = at.Sub(t).Seconds()
+	r.Times["revert_to_promoted"] = end.At.Sub(t).Seconds()
 	r.Checks = append(r.Checks, fmt.Sprintf("revert %s applied and promoted in %.0f s: %s", revert[:12],
-		r.Times["revert_to_promoted"], run))
+		r.Times["revert_to_promoted"], end.Seen))
 	return nil
 }
 

@@ -85,12 +85,15 @@ func cdReleaseRun(ctx context.Context, e *env, r *Row) error {
 	r.Times["push_to_applied"] = time.Since(t).Seconds()
 	var runs []string
 	for _, app := range []string{"bank", "store"} {
-		run, at, err := e.awaitCanary(ctx, app, revs[app], "Succeeded", t, 6*time.Minute)
+		end, err := e.awaitCanary(ctx, app, revs[app], "Succeeded", t, 6*time.Minute)
+		if err == nil {
+			err = end.cleanAnalysis()
+		}
 		if err != nil {
 			return fmt.Errorf("%w; the harness's webhooks: %s", err, e.hooks.stats().since(hooks))
 		}
-		runs = append(runs, run)
-		r.Times["push_to_promoted"] = max(r.Times["push_to_promoted"], at.Sub(t).Seconds())
+		runs = append(runs, end.Seen)
+		r.Times["push_to_promoted"] = max(r.Times["push_to_promoted"], end.At.Sub(t).Seconds())
 		if err := e.waitRollout(ctx, app+"-primary", img.Ref, 2*time.Minute); err != nil {
 			return err
 		}
