@@ -130,9 +130,9 @@ capacity: ## the capacity model of docs/scaling.md: its table from the measured 
 	$(GO) run ./test/capacity $(CAPACITY_ARGS)
 
 .PHONY: terraform-check
-terraform-check: ## terraform/: OpenTofu v1.10.6 and its providers built from the Go module proxy (cached in ~/.cache/txmesh/terraform), tofu init, validate, test (mock providers), fmt -check; no registry
+terraform-check: ## terraform/: OpenTofu v1.10.6 and its providers built from the Go module proxy (cached in ~/.cache/txmesh/terraform), tofu init, validate, test (mock providers), fmt -check; no registry (TF_MODULES=kubernetes: that module only)
 	shellcheck terraform/build/check.sh
-	terraform/build/check.sh
+	terraform/build/check.sh check $(TF_MODULES)
 
 .PHONY: fuzz
 fuzz: ## explore the request decoder with the fuzzer (FUZZTIME=60s)

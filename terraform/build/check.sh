@@ -4,9 +4,13 @@
 # every root module that can be checked. No provider registry is contacted: the CLI configuration below allows the
 # filesystem mirror only.
 #
-#   terraform/build/check.sh          build what is not cached, then check
-#   terraform/build/check.sh build    only build (and fill the mirror)
-#   terraform/build/check.sh paths    build, then print tofu=<binary> and mirror=<directory>
+#   terraform/build/check.sh [check] [MODULE…]  build what is not cached, then check
+#   terraform/build/check.sh build [MODULE…]    only build (and fill the mirror)
+#   terraform/build/check.sh paths [MODULE…]    build, then print tofu=<binary> and mirror=<directory>
+#
+# MODULEs (default: every checked one, and then the fmt-only ones are checked too) narrow the work to those
+# root modules and the providers their lock files name: .ci/run checks `kubernetes` (what make e2e applies)
+# before the e2e and builds azurerm, the longest build, beside it.
 #
 # TF_CACHE (default ~/.cache/txmesh/terraform) holds tofu-<version>/, provider builds and the mirror. Builds run
 # under `nice -n 19` and take /tmp/txmesh-heavy.lock (shared with the other long CPU-bound jobs on the machine)
@@ -34,6 +38,22 @@ FMT_ONLY=(flux-bootstrap)
 
 log() { printf '== %s\n' "$*"; }
 
+mode=check
+case "${1:-}" in check | build | paths) mode=$1; shift ;; esac
+modules=("$@")
+if [ "${#modules[@]}" -eq 0 ]; then
+  modules=("${CHECKED[@]}")
+else
+  FMT_ONLY=()
+  for m in "${modules[@]}"; do
+    [[ " ${CHECKED[*]} " == *" $m "* ]] || { echo "check.sh: $m is not a checked root module (${CHECKED[*]})" >&2; exit 2; }
+  done
+fi
+# The providers the modules' committed lock files name (registry.opentofu.org/<source>).
+wanted=$(cd "$root" && for m in "${modules[@]}"; do
+  sed -n 's|^provider "registry.opentofu.org/\(.*\)" {|\1|p' "$m/.terraform.lock.hcl"
+done)
+
 # build NAME OUT PKG LDFLAGS: compile PKG (a tool of the wrapper module terraform/build/NAME) into OUT, holding
 # the machine-wide lock while compiling; the time logged is the compile's, without the wait for the lock.
 build() {
@@ -59,6 +79,7 @@ mirror=$TF_CACHE/mirror-$BUILD_TOOLCHAIN
 build tofu "$tofu_bin" github.com/opentofu/opentofu/cmd/tofu "-X github.com/opentofu/opentofu/version.dev=no"
 for p in "${PROVIDERS[@]}"; do
   IFS='|' read -r name source version pkg ldflags <<<"$p"
+  grep -qx "$source" <<<"$wanted" || continue
   bin=$TF_CACHE/$name-v$version-$BUILD_TOOLCHAIN/terraform-provider-${source#*/}
   build "$name" "$bin" "$pkg" "$ldflags"
   # Unpacked mirror layout: HOSTNAME/NAMESPACE/TYPE/VERSION/OS_ARCH/terraform-provider-TYPE_vVERSION
@@ -67,9 +88,9 @@ for p in "${PROVIDERS[@]}"; do
   cp -f "$bin" "$dir/terraform-provider-${source#*/}_v$version"
 done
 TF_CLI_CONFIG_FILE=/dev/null "$tofu_bin" version
-[ "${1:-}" = build ] && exit 0
+[ "$mode" = build ] && exit 0
 # `paths`: where the binary and the mirror are (make e2e applies terraform/kubernetes with them).
-if [ "${1:-}" = paths ]; then printf 'tofu=%s\nmirror=%s\n' "$tofu_bin" "$mirror"; exit 0; fi
+if [ "$mode" = paths ]; then printf 'tofu=%s\nmirror=%s\n' "$tofu_bin" "$mirror"; exit 0; fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -85,7 +106,7 @@ export TF_CLI_CONFIG_FILE=$work/tofurc TF_IN_AUTOMATION=1 TF_INPUT=0
 unset TF_PLUGIN_CACHE_DIR
 
 status=0
-for dir in "${CHECKED[@]}"; do
+for dir in "${modules[@]}"; do
   log "terraform/$dir: init, validate, test, fmt -check"
   # A copy, so .terraform/ never lands in the checkout; the committed lock file must already pin every
   # provider at the mirror's hashes (-lockfile=readonly fails otherwise).

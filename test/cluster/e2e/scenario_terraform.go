@@ -118,14 +118,14 @@ func terraformApply(ctx context.Context, e *env, r *Row) error {
 	return nil
 }
 
-// tofuPaths builds OpenTofu and the providers' mirror if they are not cached (terraform/build/check.sh) and
-// returns where they are.
+// tofuPaths builds OpenTofu and terraform/kubernetes' providers if they are not cached (terraform/build/check.sh)
+// and returns where they are, never waiting for the others' builds (.ci/run builds azurerm beside the e2e).
 func tofuPaths(ctx context.Context, repo string) (tofu, mirror string, err error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(repo, "terraform", "build", "check.sh"), "paths")
+	cmd := exec.CommandContext(ctx, filepath.Join(repo, "terraform", "build", "check.sh"), "paths", "kubernetes")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return "", "", fmt.Errorf("terraform/build/check.sh paths: %w\n%s", err, tail(out.String(), 20))
+		return "", "", fmt.Errorf("terraform/build/check.sh paths kubernetes: %w\n%s", err, tail(out.String(), 20))
 	}
 	sc := bufio.NewScanner(&out)
 	for sc.Scan() {
