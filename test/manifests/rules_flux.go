@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"fmt"
 	"path"
 	"regexp"
 	"sort"
@@ -275,6 +276,37 @@ metadata:
 				if v, err := semver.NewVersion(e.tag); err != nil || !c.Check(v) {
 					r.Add(policy.ID(), "spec.policy.semver.range", "%q does not take %s's tag %s", rng, field, e.tag)
 				}
+			}
+		}
+	},
+}, {
+	Name: "backup-plugin-leaves-quickly",
+	Why: "CloudNativePG reconciles a Cluster that names the Barman Cloud plugin only while it reaches it: a plugin " +
+		"stuck on a lost node (300 s default tolerations) or gone during a drain stalls every failover and switchover",
+	Broken: mutate(production, "HelmRelease", "plugin-barman-cloud", del("spec.values.tolerations")),
+	Check: func(s *Set, r *Report) {
+		for _, o := range s.kind("HelmRelease") {
+			if chart, _, _ := nestedString(o.U.Object, "spec", "chart", "spec", "chart"); chart != "plugin-barman-cloud" {
+				continue
+			}
+			tols, _, _ := unstructured.NestedSlice(o.U.Object, "spec", "values", "tolerations")
+			for _, key := range []string{"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"} {
+				ok := false
+				for _, t := range tols {
+					m, _ := t.(map[string]any)
+					secs, _ := m["tolerationSeconds"].(int64)
+					if f, isFloat := m["tolerationSeconds"].(float64); isFloat {
+						secs = int64(f)
+					}
+					ok = ok || (m["key"] == key && m["effect"] == "NoExecute" && secs > 0 && secs <= 30)
+				}
+				if !ok {
+					r.Add(o.ID(), "spec.values.tolerations", "needs a NoExecute toleration of %s of at most 30 s", key)
+				}
+			}
+			renderers, _, _ := unstructured.NestedSlice(o.U.Object, "spec", "postRenderers")
+			if !strings.Contains(fmt.Sprint(renderers), "preStop") {
+				r.Add(o.ID(), "spec.postRenderers", "needs a preStop sleep: evicted, the plugin must serve on while the operator switches primaries over")
 			}
 		}
 	},
