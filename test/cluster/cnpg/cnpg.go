@@ -21,6 +21,9 @@ import (
 // Version is the pinned github.com/cloudnative-pg/cloudnative-pg (kustomize/ and flux/ pin the same).
 const Version = "v1.30.0"
 
+// Namespace is the operator's (its release manifest's).
+const Namespace = "cnpg-system"
+
 // Component builds the operator (cmd/manager, which is also the instance manager it injects into its pods)
 // and the kubectl plugin.
 func Component() gobuild.Component {
@@ -53,7 +56,7 @@ func Objects(moduleDir, image string) ([]*unstructured.Unstructured, error) {
 
 // Wait waits until the operator is available.
 func Wait(ctx context.Context, a *manifests.Applier) error {
-	return a.Wait(ctx, manifests.Deployments, "cnpg-system", "cnpg-controller-manager", 3*time.Minute,
+	return a.Wait(ctx, manifests.Deployments, Namespace, "cnpg-controller-manager", 3*time.Minute,
 		manifests.DeploymentAvailable)
 }
 

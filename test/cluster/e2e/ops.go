@@ -464,6 +464,40 @@ func (e *env) failureLogs(ctx context.Context, tag string, since time.Duration) 
 		b.WriteString(l + "\n")
 	}
 	fmt.Fprintf(&b, "(%d INFO lines left out)\n\n", info)
+	// The operator's side of a switchover or failover (what it waited on, which pod it could not read),
+	// without its per-reconcile chatter.
+	op, err := e.kubectl(ctx, "kubectl", "logs", "-n", cnpg.Namespace, "--prefix", "--tail=-1",
+		fmt.Sprintf("--since=%ds", int(since.Seconds())+30), "-l", "app.kubernetes.io/name=cloudnative-pg")
+	if err != nil {
+		op += "\n" + err.Error()
+	}
+	noise := 0
+	for _, l := range strings.Split(op, "\n") {
+		if strings.Contains(l, `"msg":"Defaulting for`) || strings.Contains(l, `"msg":"Validat`) ||
+			strings.Contains(l, `"msg":"pod status (`) {
+			noise++
+			continue
+		}
+		b.WriteString(l + "\n")
+	}
+	fmt.Fprintf(&b, "(%d operator lines left out: defaulting, validation, pod status)\n\n", noise)
+	// The instances' side (the instance manager, PostgreSQL's own records, the Barman Cloud sidecar's archive and
+	// restore calls): what a switchover waited on. Pods deleted during the row took their logs with them.
+	inst, err := e.kubectl(ctx, "kubectl", "logs", "-n", namespace, "--prefix", "--all-containers",
+		"--max-log-requests=20", "--tail=-1", fmt.Sprintf("--since=%ds", int(since.Seconds())+30), "-l", "cnpg.io/podRole=instance")
+	if err != nil {
+		inst += "\n" + err.Error()
+	}
+	noise = 0
+	for _, l := range strings.Split(inst, "\n") {
+		if strings.Contains(l, "Unable to collect metrics") || strings.Contains(l, "Error collecting user query") ||
+			strings.Contains(l, `"msg":"pod status`) || strings.Contains(l, "/metrics") {
+			noise++
+			continue
+		}
+		b.WriteString(l + "\n")
+	}
+	fmt.Fprintf(&b, "(%d instance lines left out: metrics)\n\n", noise)
 	ev, err := e.kubectl(ctx, "kubectl", "get", "events", "-n", namespace, "--sort-by=.lastTimestamp")
 	if err != nil {
 		ev += "\n" + err.Error()
