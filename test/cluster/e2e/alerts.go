@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/txmesh/txmesh/test/cluster/prometheus"
 )
 
@@ -22,6 +24,8 @@ type alertWindow struct {
 	// fired: alerts that went to firing during the row, caused in it: a series of the alert (one per label
 	// set) that was neither pending nor firing when the row began, or resolved in the row and came back.
 	fired []string
+	// firedSeries: per fired alert, the label sets that fired (which pod, which cluster).
+	firedSeries map[string][]string
 	// carried: alerts with a series already pending or firing when the row began: their cause predates it.
 	carried []string
 	// seconds: per alert, how long some series of it was pending or firing during the row.
@@ -48,10 +52,10 @@ func (e *env) alertsDuring(ctx context.Context, start time.Time) (alertWindow, e
 
 // window reads the row out of the samples: the step before start tells what was carried in.
 func (s alertSeries) window(start time.Time) alertWindow {
-	w := alertWindow{seconds: map[string]float64{}}
+	w := alertWindow{seconds: map[string]float64{}, firedSeries: map[string][]string{}}
 	fired, carriedIn, active := map[string]bool{}, map[string]bool{}, map[string]map[int64]bool{}
 	step := int64(evalInterval / time.Second)
-	for _, a := range s {
+	for key, a := range s {
 		ts := make([]int64, 0, len(a.states))
 		for t := range a.states {
 			ts = append(ts, t)
@@ -75,6 +79,9 @@ func (s alertSeries) window(start time.Time) alertWindow {
 			}
 			if state == "firing" && prev != "firing" && !carried {
 				fired[a.name] = true
+				if !slices.Contains(w.firedSeries[a.name], key) {
+					w.firedSeries[a.name] = append(w.firedSeries[a.name], key)
+				}
 			}
 			prev = state
 		}
@@ -83,6 +90,9 @@ func (s alertSeries) window(start time.Time) alertWindow {
 		w.seconds[name] = float64(int64(len(steps)) * step)
 	}
 	w.fired, w.carried = sortedKeys(fired), sortedKeys(carriedIn)
+	for _, keys := range w.firedSeries {
+		slices.Sort(keys)
+	}
 	return w
 }
 
@@ -174,7 +184,8 @@ func alertVerdict(sc scenario, w alertWindow) string {
 	}
 	if sc.quiet {
 		for _, a := range w.fired {
-			msgs = append(msgs, fmt.Sprintf("alert %s fired in a row that must fire none", a))
+			msgs = append(msgs, fmt.Sprintf("alert %s fired in a row that must fire none (%s)", a,
+				strings.Join(w.firedSeries[a], "; ")))
 		}
 	}
 	return strings.Join(msgs, "; ")
@@ -227,4 +238,70 @@ func (e *env) observedSince(ctx context.Context, start time.Time, sc scenario, r
 			info.Data.StartTime.Format(time.TimeOnly))
 	}
 	return nil
+}
+
+// instanceScrapes is the query whose sample times say when the harness's Prometheus last read each database
+// instance (the series DatabaseInstanceCrashed watches).
+const instanceScrapes = `timestamp(cnpg_pg_stat_database_xact_commit{namespace="txmesh", datname="postgres"})`
+
+// settleAlerts waits until the harness's Prometheus has read every running database instance at or after
+// since (the system whole again) and then evaluated its rules once more, so that a row's aftermath is judged
+// in that row. An instance rewound or crash-recovered just before its cluster is whole resets its counters,
+// and the reset is seen only at its next scrape: seen after the row ends, it fires in the next row (stop 31:
+// node-cut's rewound store-db instance fired DatabaseInstanceCrashed in drain, a row that must fire none).
+// Bounded: an instance still unread after a minute is named, never waited on for ever.
+func (e *env) settleAlerts(ctx context.Context, since time.Time) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		pods, err := e.podsOf(ctx, "cnpg.io/podRole=instance")
+		if err != nil {
+			return err
+		}
+		_, res, err := e.promQuery(ctx, instanceScrapes)
+		if err != nil {
+			return err
+		}
+		unread := unreadSince(pods, res, since)
+		if len(unread) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the harness's Prometheus has not read %s since %s: their alerts may show in the next row",
+				strings.Join(unread, ", "), since.Format(time.TimeOnly))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	// The rules run every evalInterval, on what the last scrape wrote.
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(evalInterval + time.Second):
+		return nil
+	}
+}
+
+// unreadSince names the pods with no sample in res (an instant answer of instanceScrapes) at or after since.
+func unreadSince(pods []corev1.Pod, res promResult, since time.Time) []string {
+	read := map[string]bool{}
+	for _, s := range res.Data.Result {
+		if len(s.Value) != 2 {
+			continue
+		}
+		str, _ := s.Value[1].(string)
+		if t, err := strconv.ParseFloat(str, 64); err == nil && t >= float64(since.Unix()) {
+			read[s.Metric["pod"]] = true
+		}
+	}
+	var unread []string
+	for _, p := range pods {
+		if !read[p.Name] {
+			unread = append(unread, p.Name)
+		}
+	}
+	slices.Sort(unread)
+	return unread
 }

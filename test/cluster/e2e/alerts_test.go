@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // A range answer of ALERTS is read per series (labels without alertstate) and step, firing over pending.
@@ -53,6 +57,9 @@ func TestAlertWindow(t *testing.T) {
 	if !slices.Equal(w.carried, []string{"Carried", "Crash", "Quiet", "Refiring"}) {
 		t.Errorf("carried %v", w.carried)
 	}
+	if !slices.Equal(w.firedSeries["Crash"], []string{"Crash,pod=b"}) || len(w.firedSeries["Quiet"]) != 0 {
+		t.Errorf("fired series %v, want only Crash's pod=b", w.firedSeries)
+	}
 	if w.seconds["New"] != 20 || w.seconds["Pending"] != 10 || w.seconds["Carried"] != 10 || w.seconds["Crash"] != 10 {
 		t.Errorf("seconds %v", w.seconds)
 	}
@@ -68,7 +75,9 @@ func TestAlertVerdict(t *testing.T) {
 		t.Errorf("only carried in, verdict %q", msg)
 	}
 	steady := scenario{name: "steady", quiet: true}
-	if msg := alertVerdict(steady, alertWindow{fired: []string{"BankServerErrors"}}); !strings.Contains(msg, "BankServerErrors fired") {
+	fired := alertWindow{fired: []string{"BankServerErrors"},
+		firedSeries: map[string][]string{"BankServerErrors": {"alertname=BankServerErrors,pod=bank-1"}}}
+	if msg := alertVerdict(steady, fired); !strings.Contains(msg, "BankServerErrors fired") || !strings.Contains(msg, "pod=bank-1") {
 		t.Errorf("a quiet row fired, verdict %q", msg)
 	}
 	if msg := alertVerdict(steady, alertWindow{carried: []string{"X"}}); msg != "" {
@@ -76,5 +85,23 @@ func TestAlertVerdict(t *testing.T) {
 	}
 	if msg := alertVerdict(scenario{name: "node-cut"}, alertWindow{fired: []string{"X"}}); msg != "" {
 		t.Errorf("no promise, verdict %q", msg)
+	}
+}
+
+// An instance counts as read once Prometheus has a sample of it at or after the moment; one without a series
+// (PostgreSQL down, its node cut) or with only older samples is named.
+func TestUnreadSince(t *testing.T) {
+	since := time.Unix(1000, 0)
+	var res promResult
+	if err := json.Unmarshal([]byte(`{"status":"success","data":{"resultType":"vector","result":[
+	{"metric":{"pod":"bank-db-1"},"value":[1003,"1002.5"]},
+	{"metric":{"pod":"bank-db-2"},"value":[1003,"999.9"]},
+	{"metric":{"pod":"store-db-1"},"value":[1003,"1000"]}]}}`), &res); err != nil {
+		t.Fatal(err)
+	}
+	pod := func(n string) corev1.Pod { return corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: n}} }
+	got := unreadSince([]corev1.Pod{pod("store-db-1"), pod("bank-db-3"), pod("bank-db-2"), pod("bank-db-1")}, res, since)
+	if !slices.Equal(got, []string{"bank-db-2", "bank-db-3"}) {
+		t.Errorf("unread %v, want [bank-db-2 bank-db-3]", got)
 	}
 }

@@ -243,6 +243,7 @@ func (e *env) runScenario(ctx context.Context, sc scenario, seed uint64) *Row {
 	if herr := e.s.WaitHealthy(ctx, 6*time.Minute); herr != nil && row.Error == "" {
 		row.Error = "not healthy after the scenario: " + herr.Error()
 	}
+	healthy := time.Now()
 	rep, aerr := e.audit(ctx, "txaudit-"+sc.name, 3*time.Minute)
 	if aerr != nil {
 		row.Error = strings.TrimSpace(row.Error + "; audit: " + aerr.Error())
@@ -258,6 +259,9 @@ func (e *env) runScenario(ctx context.Context, sc scenario, seed uint64) *Row {
 		}
 	}
 	if !e.s.Attached() {
+		if err := e.settleAlerts(ctx, healthy); err != nil {
+			row.Checks = append(row.Checks, "alerts: "+err.Error())
+		}
 		e.recordAlerts(ctx, sc, row, start)
 	}
 	ids := d.accepted202()
