@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -301,11 +302,20 @@ func (e *env) kubectl(ctx context.Context, bin string, args ...string) (string, 
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.c.Kubeconfig())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	return runTool(bin, cmd)
+}
+
+// runTool runs cmd and returns its standard output. Its standard error stays out of the answer (kubectl's
+// client warnings, such as klog's "Unknown stream id" of an exec over WebSockets, were read as a
+// server_version once) and goes with the output into the error when the command fails.
+func runTool(bin string, cmd *exec.Cmd) (string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		out := stdout.String() + stderr.String()
+		return out, fmt.Errorf("%s %s: %w: %s", bin, strings.Join(cmd.Args[1:], " "), err, strings.TrimSpace(out))
 	}
-	return string(out), nil
+	return stdout.String(), nil
 }
 
 // cnpgStatus saves `kubectl cnpg status` of both databases next to the results.
