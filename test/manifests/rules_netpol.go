@@ -40,11 +40,17 @@ var netpolRules = []Rule{{
 			if !db.archives {
 				continue
 			}
-			if !s.BackupStorage.IsValid() {
+			var f flow
+			switch {
+			case s.BackupStore != nil:
+				f = flow{db.endpoint, podEndpoint("the object store ("+s.BackupStore.Namespace+")", s.BackupStore.Namespace,
+					labels.Set(s.BackupStore.Labels), nil), s.BackupStore.Port}
+			case s.BackupStorage.IsValid():
+				f = flow{db.endpoint, addrEndpoint("object storage "+s.BackupStorage.Addr().String(), s.BackupStorage.Addr()), int32(s.BackupStorage.Port())}
+			default:
 				r.Add(db.owner, "spec.plugins", "archives WAL, but the environment names no object store (Environments in rules.go)")
 				continue
 			}
-			f := flow{db.endpoint, addrEndpoint("object storage "+s.BackupStorage.Addr().String(), s.BackupStorage.Addr()), int32(s.BackupStorage.Port())}
 			if ok, why := f.verdict(nps); !ok {
 				r.Add(db.owner, "", "%s refused: %s", f, why)
 			}

@@ -378,6 +378,31 @@ var workloadRules = []Rule{{
 				continue
 			}
 			count(o.ID(), n, q)
+			// The Barman Cloud plugin injects its sidecar into every instance, with its ObjectStore's resources.
+			plugins, _, _ := unstructured.NestedSlice(o.U.Object, "spec", "plugins")
+			for _, p := range plugins {
+				store, _, _ := unstructured.NestedString(p.(map[string]any), "parameters", "barmanObjectName")
+				if store == "" {
+					continue
+				}
+				var limit string
+				found := false
+				for _, st := range s.kind("ObjectStore") {
+					if st.U.GetName() == store {
+						found = true
+						limit, _, _ = nestedString(st.U.Object, "spec", "instanceSidecarConfiguration", "resources", "limits", "memory")
+					}
+				}
+				if !found {
+					continue // the ObjectStore lives elsewhere; another rule names what is missing
+				}
+				q, err := resource.ParseQuantity(limit)
+				if err != nil {
+					r.Add("ObjectStore/"+store, "spec.instanceSidecarConfiguration.resources.limits.memory", "missing: the memory budget needs the sidecar's limit (it runs in each of %s's %d instances)", o.U.GetName(), n)
+					continue
+				}
+				count(o.ID()+" sidecar", n, q)
+			}
 		}
 		if total > budget.Value() {
 			sort.Strings(parts)

@@ -50,7 +50,7 @@ func group(cg, comm string) string {
 	case strings.Contains(cg, "/system"):
 		return "node daemons (containerd, shims, kubelet, kube-proxy)"
 	case comm == "postgres" || comm == "manager":
-		return "PostgreSQL instances (6, with their instance managers)"
+		return "PostgreSQL instances (6, with their instance managers and the Barman Cloud plugin's)"
 	case comm == "bank" || comm == "store":
 		return "bank and store pods"
 	case comm == "prometheus":

@@ -24,11 +24,12 @@ const (
 	Port      = 7070          // versitygw's default
 	URL       = "http://objectstore.objectstore:7070"
 	Region    = "us-east-1" // versitygw's default; a client signs with it
-	// RootSecret is the Secret in Namespace with the root account's keys, under the key names Barman Cloud's
-	// examples use (a client Secret, CredentialsSecret, has the same layout).
+	// RootSecret is the Secret in Namespace with the root account's keys, under the key names the shipped
+	// ObjectStores read (kustomize/components/backup: Secret backup-s3-credentials); a client Secret,
+	// CredentialsSecret, has the same layout.
 	RootSecret = "objectstore-root"
 	AccessKey  = "ACCESS_KEY_ID"
-	SecretKey  = "ACCESS_SECRET_KEY"
+	SecretKey  = "SECRET_ACCESS_KEY"
 	dataDir    = "/data"
 )
 

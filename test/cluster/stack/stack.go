@@ -1,8 +1,9 @@
 // Package stack is `make cluster-up` as one call: it puts the components together in order. Build (or find
 // cached) every binary and image (kube, coredns, cnpg, localpath, registry, then busybox, txmesh, netpol,
-// prometheus), start the throwaway cluster (kube) or reuse the running one, deploy the NetworkPolicy
-// enforcer, the add-ons (CoreDNS, local-path storage, CloudNativePG) and Prometheus, and txmesh from
-// kustomize/overlays/e2e, then wait until all of it is healthy. The CD components (flux, flagger, gitserver)
+// prometheus, objectstore, barman), start the throwaway cluster (kube) or reuse the running one, deploy the
+// NetworkPolicy enforcer, the add-ons (CoreDNS, local-path storage, CloudNativePG), Prometheus and the backups'
+// object store and Barman Cloud plugin, and txmesh from kustomize/overlays/e2e, then wait until all of it is
+// healthy. The CD components (flux, flagger, gitserver)
 // are installed later by the e2e's cd-bootstrap (cd.go); Attach does the txmesh part on a kind cluster.
 package stack
 
@@ -24,6 +25,7 @@ import (
 	"github.com/txmesh/txmesh/test/cluster/kube"
 	"github.com/txmesh/txmesh/test/cluster/localpath"
 	"github.com/txmesh/txmesh/test/cluster/manifests"
+	"github.com/txmesh/txmesh/test/cluster/objectstore"
 	"github.com/txmesh/txmesh/test/cluster/registry"
 	"github.com/txmesh/txmesh/test/cluster/txmesh"
 )
@@ -42,7 +44,7 @@ type Stack struct {
 	Cluster *kube.Cluster
 	Apply   *manifests.Applier
 	Bin     gobuild.Binaries
-	Images  map[string]images.Image // by role: pause, busybox, postgres, txmesh, coredns, cnpg, local-path
+	Images  map[string]images.Image // by role: pause, busybox, postgres, txmesh, coredns, cnpg, local-path, netpol, prometheus, objectstore, barman-plugin, barman-sidecar
 	TLS     txmesh.TLS              // the CA and a client certificate for talking to the apps
 	Repo    string
 	Timing  map[string]time.Duration
@@ -52,6 +54,8 @@ type Stack struct {
 	attach  *AttachOptions // set by Attach: a cluster this package did not start (Cluster is nil)
 
 	handedToFlux bool // cd-bootstrap ran: Flux and Flagger own the deployment (HandedToFlux)
+	// backupCreds are the object store's keys (deployBackups), which the databases' Secret repeats.
+	backupCreds objectstore.Credentials
 }
 
 // Build builds (or finds cached) every binary and image and returns the cache directory.
@@ -97,6 +101,9 @@ func prepare(ctx context.Context, o *Options) (*Stack, error) {
 		return nil, err
 	}
 	if err := s.buildPrometheus(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.buildBackups(ctx); err != nil {
 		return nil, err
 	}
 	s.Timing["images"] = time.Since(t)
@@ -172,6 +179,9 @@ func Up(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	if err := s.deployPrometheus(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.deployBackups(ctx); err != nil {
 		return nil, err
 	}
 	s.Timing["addons"] = time.Since(t)

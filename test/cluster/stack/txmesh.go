@@ -49,6 +49,9 @@ func (s *Stack) deployTxmesh(ctx context.Context, tag string) error {
 	if s.TLS, secrets, err = txmesh.AppTLS(tlsDir, txmesh.Namespace); err != nil {
 		return err
 	}
+	if b := s.BackupCredentialsSecret(); b != nil {
+		secrets = append(secrets, b)
+	}
 	// The namespace first (the overlay's, with its Pod Security labels), then the Secrets the pods mount.
 	var ns, rest []*unstructured.Unstructured
 	for _, o := range objs {
@@ -68,8 +71,9 @@ func (s *Stack) deployTxmesh(ctx context.Context, tag string) error {
 }
 
 // EmptyTxmesh deletes namespace txmesh — the apps, their databases and volumes, everything deployed — waits
-// until it is gone, and creates it again holding only what a cluster gets before GitOps runs: the
-// namespace (its Pod Security labels) and the apps' TLS Secrets (production's come from its secret store).
+// until it is gone, empties the databases' archives (BackupBucket: the new Clusters archive there anew), and
+// creates it again holding only what a cluster gets before GitOps runs: the namespace (its Pod Security
+// labels), the apps' TLS Secrets and the object store's keys (production's come from its secret store).
 func (s *Stack) EmptyTxmesh(ctx context.Context) error {
 	cs, err := s.Clientset()
 	if err != nil {
@@ -92,6 +96,13 @@ func (s *Stack) EmptyTxmesh(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
+	if b := s.BackupCredentialsSecret(); b != nil {
+		n, err := s.EmptyBackups(ctx)
+		if err != nil {
+			return err
+		}
+		s.logf("emptied the databases' archives in %s: %d objects", BackupBucket, n)
+	}
 	objs, err := s.render(txmesh.Overlay, nil)
 	if err != nil {
 		return err
@@ -99,6 +110,9 @@ func (s *Stack) EmptyTxmesh(ctx context.Context) error {
 	_, secrets, err := txmesh.AppTLS(filepath.Join(s.dir(), "apps-tls"), txmesh.Namespace)
 	if err != nil {
 		return err
+	}
+	if b := s.BackupCredentialsSecret(); b != nil {
+		secrets = append(secrets, b)
 	}
 	for _, o := range objs {
 		if o.GetKind() == "Namespace" {

@@ -21,12 +21,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/txmesh/txmesh/test/cluster/barman"
 	"github.com/txmesh/txmesh/test/cluster/cnpg"
 	"github.com/txmesh/txmesh/test/cluster/gobuild"
-	"github.com/txmesh/txmesh/test/cluster/images"
 	"github.com/txmesh/txmesh/test/cluster/kube"
-	"github.com/txmesh/txmesh/test/cluster/objectstore"
 	"github.com/txmesh/txmesh/test/cluster/stack"
 )
 
@@ -72,17 +69,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			if _, err := gobuild.Ensure(ctx, s, c, stdout); err != nil {
 				return err
 			}
-		}
-		// Backups' building blocks (issue 22: not deployed yet; their tests in make e2e use them).
-		if _, err := gobuild.Ensure(ctx, s, objectstore.Component(), stdout); err != nil {
-			return err
-		}
-		bins, err := gobuild.Ensure(ctx, s, barman.Component(), stdout)
-		if err != nil {
-			return err
-		}
-		if _, err := barman.SidecarImage(ctx, &images.Builder{Log: stdout}, bins); err != nil {
-			return err
 		}
 		fmt.Fprintf(stdout, "build: everything cached in %s (%s)\n", s, time.Since(start).Round(time.Second))
 		return nil
