@@ -65,6 +65,10 @@ type Row struct {
 	Error      string             `json:"error,omitempty"`
 	NotRun     string             `json:"not_run,omitempty"`  // why the scenario could not run here (attached); Passed is false
 	FluxCLI    string             `json:"flux_cli,omitempty"` // cd-bootstrap: the flux CLI that ran `flux bootstrap git`
+	// pitr: how far before the recovery target the last recovered commit is, and the recovery's start (the
+	// Cluster created) to the recovered database's first answer, in seconds.
+	RPOSeconds *float64 `json:"rpo_s,omitempty"`
+	RTOSeconds *float64 `json:"rto_s,omitempty"`
 	// AlertsFired are the shipped alerts that went to firing caused in the row (the harness's Prometheus,
 	// alerts.go); AlertsCarried those already pending or firing when it began; AlertSeconds how long each was
 	// pending or firing during it.

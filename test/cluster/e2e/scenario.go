@@ -37,6 +37,8 @@ var harness = map[string]string{
 	"flux":      "Flux's controllers built here",
 	"flagger":   "Flagger built here (kubernetes provider, the harness's Prometheus)",
 	"gitserver": "the Git server on the throwaway cluster's bridge",
+	"backups": "the harness's object store (versitygw) and Barman Cloud plugin; kind's workflow installs neither " +
+		"(its overlay removes the backups)",
 }
 
 // plan returns the scenarios to run, in schedule order: those named (every one when none is) and every
