@@ -290,26 +290,15 @@ func (e *env) waitRecovered(ctx context.Context, d time.Duration) (string, error
 
 // waitClusterCondition waits until a Cluster's condition is True.
 func (e *env) waitClusterCondition(ctx context.Context, cluster, cond string, d time.Duration) error {
-	var last string
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
-		c, err := e.s.Apply.Dynamic().Resource(cnpg.Clusters).Namespace(namespace).Get(ctx, cluster, metav1.GetOptions{})
-		if err == nil {
-			conds, _, _ := unstructured.NestedSlice(c.Object, "status", "conditions")
-			for _, x := range conds {
-				m, _ := x.(map[string]any)
-				if m["type"] == cond {
-					last = fmt.Sprintf("%v: %v", m["status"], m["message"])
-					if m["status"] == "True" {
-						return nil
-					}
-				}
+	return e.s.Apply.Wait(ctx, cnpg.Clusters, namespace, cluster, d, func(c *unstructured.Unstructured) (bool, string) {
+		conds, _, _ := unstructured.NestedSlice(c.Object, "status", "conditions")
+		for _, x := range conds {
+			if m, _ := x.(map[string]any); m["type"] == cond {
+				return m["status"] == "True", fmt.Sprintf("condition %s %v: %v", cond, m["status"], m["message"])
 			}
 		}
-		if err := sleepCtx(ctx, 2*time.Second); err != nil {
-			return err
-		}
-	}
-	return fmt.Errorf("%s: condition %s not True within %s (%s)", cluster, cond, d, last)
+		return false, "no condition " + cond
+	})
 }
 
 // scheduledBackupDone waits until a Backup the ScheduledBackup made has completed and names it.
@@ -335,7 +324,7 @@ func (e *env) scheduledBackupDone(ctx context.Context, scheduled string, d time.
 	return "", fmt.Errorf("ScheduledBackup %s: no completed backup within %s (%s)", scheduled, d, last)
 }
 
-// waitBackup waits until a Backup completes (an error when it fails).
+// waitBackup waits until a Backup completes, and fails at once when it fails (Applier.Wait would wait on).
 func (e *env) waitBackup(ctx context.Context, name string, d time.Duration) (*unstructured.Unstructured, error) {
 	var phase string
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
