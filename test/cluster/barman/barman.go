@@ -23,6 +23,8 @@ const (
 	PluginName   = "barman-cloud.cloudnative-pg.io"
 	ServerSecret = "barman-cloud-server-tls" // the plugin's serving key pair; the operator trusts its tls.crt
 	ClientSecret = "barman-cloud-client-tls" // the operator's client key pair; the plugin trusts its tls.crt
+	// LeaderLease is the plugin's leader election Lease (upstream's LeaderElectionID): only its holder serves.
+	LeaderLease = "822e3f5c.cnpg.io"
 )
 
 //go:embed kustomization.yaml

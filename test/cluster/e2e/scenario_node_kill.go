@@ -3,18 +3,22 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/txmesh/txmesh/test/cluster/barman"
 )
 
-// node-kill: the node holding the bank-db primary loses power (every process of it killed at once) and boots
-// again after 90 s. Checks: a standby promoted, the node NotReady, the apps rescheduled off it, and after
-// the reboot the node back and bank-db with 3 ready instances. node-cut is the same with the node's link
-// down instead (nodeFailure).
+// node-kill: the node holding the bank-db primary and the backup plugin's serving replica loses power
+// (every process of it killed at once) and boots again after 90 s. Checks: a standby promoted, the node
+// NotReady, the apps rescheduled off it, and after the reboot the node back and bank-db with 3 ready
+// instances. node-cut is the same with the node's link down instead (nodeFailure).
 var nodeKill = scenario{
 	name:  "node-kill",
-	fault: "the node holding the bank-db primary loses power (every process killed), boots again after 90 s",
+	fault: "the node holding the bank-db primary and the backup plugin's leader loses power (every process killed), boots again after 90 s",
 	run:   nodeFailure(false),
 }
 
@@ -26,6 +30,22 @@ func nodeFailure(cut bool) func(ctx context.Context, e *env, r *Row) error {
 		defer w.close()
 		if err := sleepCtx(ctx, 10*time.Second); err != nil {
 			return err
+		}
+		if !cut {
+			// The worst case for the backup plugin: CloudNativePG reconciles a Cluster that names it only
+			// while it reaches it, and only the elected replica serves (one replica on the killed node once
+			// left bank-db without a failover for minutes).
+			node, err := e.pluginLeaderNode(ctx)
+			if err != nil {
+				return err
+			}
+			if node != "" {
+				if err := e.colocatePrimary(ctx, "bank-db", node); err != nil {
+					return err
+				}
+				r.Checks = append(r.Checks, "bank-db's primary switched over to "+node+
+					", the node of the backup plugin's serving replica")
+			}
 		}
 		p, err := e.primary(ctx, "bank-db")
 		if err != nil {
@@ -54,6 +74,9 @@ func nodeFailure(cut bool) func(ctx context.Context, e *env, r *Row) error {
 			return err
 		}
 		r.Times["fault_to_new_primary"] = at.Sub(t).Seconds()
+		if node, err := e.pluginLeaderNode(ctx); err == nil && node != "" {
+			r.Checks = append(r.Checks, "at the promotion the backup plugin's leader Lease was held on "+node)
+		}
 		if err := e.c.WaitNodeReady(ctx, p.Node, false, 2*time.Minute); err != nil {
 			return err
 		}
@@ -91,6 +114,28 @@ func nodeFailure(cut bool) func(ctx context.Context, e *env, r *Row) error {
 		e.cnpgStatus(ctx, r.Name)
 		return nil
 	}
+}
+
+// pluginLeaderNode is the node of the Barman Cloud plugin's elected replica (its leader Lease's holder), ""
+// when the plugin is not installed.
+func (e *env) pluginLeaderNode(ctx context.Context) (string, error) {
+	l, err := e.cs.CoordinationV1().Leases(barman.Namespace).Get(ctx, barman.LeaderLease, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var holder string
+	if l.Spec.HolderIdentity != nil {
+		holder = *l.Spec.HolderIdentity
+	}
+	pod, _, _ := strings.Cut(holder, "_") // controller-runtime's identity: <pod>_<uuid>
+	p, err := e.cs.CoreV1().Pods(barman.Namespace).Get(ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("the backup plugin's leader %q: %w", holder, err)
+	}
+	return p.Spec.NodeName, nil
 }
 
 // appsOffNode checks that the app pods left the failed node (evicted after the 30 s toleration of the
