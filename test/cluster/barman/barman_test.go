@@ -96,6 +96,27 @@ func TestObjectsRender(t *testing.T) {
 	if mounted["server"] != ServerSecret || mounted["client"] != ClientSecret {
 		t.Errorf("volumes %v, want server=%s client=%s", mounted, ServerSecret, ClientSecret)
 	}
+	// The operator reconciles a Cluster that names the plugin only while it reaches it: the plugin leaves a
+	// lost node in 10 s (not the default 300) and is Ready 1 s after it listens (not 10).
+	if n := number(d.Object, "spec", "replicas"); n != 1 {
+		t.Errorf("replicas %d, want 1: only the holder of the leader Lease serves, another is never Ready", n)
+	}
+	tols, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "tolerations")
+	for _, key := range []string{"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"} {
+		var secs int64 = -1
+		for _, x := range tols {
+			if m := x.(map[string]any); m["key"] == key && m["effect"] == "NoExecute" {
+				secs = number(m, "tolerationSeconds")
+			}
+		}
+		if secs != 10 {
+			t.Errorf("toleration of %s: %d s, want 10", key, secs)
+		}
+	}
+	delay, period := number(c, "readinessProbe", "initialDelaySeconds"), number(c, "readinessProbe", "periodSeconds")
+	if delay != 1 || period != 1 {
+		t.Errorf("readiness probe after %d s every %d s, want 1 and 1", delay, period)
+	}
 	psc, _, _ := unstructured.NestedMap(d.Object, "spec", "template", "spec", "securityContext")
 	sc, _ := c["securityContext"].(map[string]any)
 	if psc["runAsNonRoot"] != true || sc["allowPrivilegeEscalation"] != false || sc["readOnlyRootFilesystem"] != true {
@@ -267,4 +288,21 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// number is an integer field of a rendered object, however the decoder typed it (-1 when absent).
+func number(o map[string]any, path ...string) int64 {
+	v, ok, _ := unstructured.NestedFieldNoCopy(o, path...)
+	if !ok {
+		return -1
+	}
+	switch n := v.(type) {
+	case int64:
+		return n
+	case float64:
+		return int64(n)
+	case int:
+		return int64(n)
+	}
+	return -1
 }
