@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// drain: kubectl drain of the node holding both primaries (store-db's switched over to it first), the apps
-// first, then the database instances. Checks: PDBs respected, both primaries switched over off the node,
+// drain: kubectl drain of the node holding both primaries and the backup plugin (the primaries switched over
+// to it first), the apps first, then the database instances. Checks: PDBs respected, both primaries switched over off the node,
 // the longest gaps without a Bank commit and a Store purchase, and clients told at most to retry (503/504
 // of the contract), none giving up. Not "no client error": each switchover stops writes for longer than
 // the Store's 15 s ride-through here (CloudNativePG's promotion times in three runs of 2026-12-06: 14 to 36 s
@@ -15,7 +15,7 @@ import (
 // the truthful 503 and the client's retry succeeds.
 var drain = scenario{
 	name:        "drain",
-	fault:       "kubectl drain of the node holding both databases' primaries under load; PDBs, CNPG switchovers",
+	fault:       "kubectl drain of the node holding both databases' primaries and the backup plugin under load; PDBs, CNPG switchovers",
 	retriesOnly: true,
 	// Planned maintenance: the switchovers and the instances waiting for the uncordon page no one.
 	quiet: true,
@@ -23,6 +23,18 @@ var drain = scenario{
 }
 
 func drainRun(ctx context.Context, e *env, r *Row) error {
+	// The node the backup plugin serves from, when it runs: evicted with the apps, it leaves the operator
+	// unable to reconcile either Cluster until its replacement is Ready, so its node is the worst to drain.
+	plugin, err := e.pluginLeaderNode(ctx)
+	if err != nil {
+		return err
+	}
+	if plugin != "" {
+		if err := e.colocatePrimary(ctx, "bank-db", plugin); err != nil {
+			return err
+		}
+		r.Checks = append(r.Checks, "bank-db's primary switched over to "+plugin+", where the backup plugin serves")
+	}
 	p, err := e.primary(ctx, "bank-db")
 	if err != nil {
 		return err
