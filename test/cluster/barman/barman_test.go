@@ -117,6 +117,10 @@ func TestObjectsRender(t *testing.T) {
 	if delay != 1 || period != 1 {
 		t.Errorf("readiness probe after %d s every %d s, want 1 and 1", delay, period)
 	}
+	// Evicted, it serves on while the operator switches a drained node's primaries over.
+	if s, g := number(c, "lifecycle", "preStop", "sleep", "seconds"), number(d.Object, "spec", "template", "spec", "terminationGracePeriodSeconds"); s != 20 || g <= s {
+		t.Errorf("preStop sleep %d s within a grace period of %d s, want 20 s within more", s, g)
+	}
 	psc, _, _ := unstructured.NestedMap(d.Object, "spec", "template", "spec", "securityContext")
 	sc, _ := c["securityContext"].(map[string]any)
 	if psc["runAsNonRoot"] != true || sc["allowPrivilegeEscalation"] != false || sc["readOnlyRootFilesystem"] != true {
