@@ -37,6 +37,10 @@ type Options struct {
 	Nodes    int    // 3 unless set
 	Tag      string // the txmesh image tag deployed; "e2e" unless set
 	Log      io.Writer
+	// BankDBUpgrade deploys bank-db on cnpg.UpgradeFrom (PostgreSQL 17), archiving under serverName
+	// PreUpgradeServerName, for the e2e's major-upgrade row to upgrade it (BankDBPatch); store-db and every
+	// later deployment run the shipped image.
+	BankDBUpgrade bool
 }
 
 // Stack is a running cluster with txmesh deployed.
@@ -44,7 +48,7 @@ type Stack struct {
 	Cluster *kube.Cluster
 	Apply   *manifests.Applier
 	Bin     gobuild.Binaries
-	Images  map[string]images.Image // by role: pause, busybox, postgres, txmesh, coredns, cnpg, local-path, netpol, prometheus, objectstore, barman-plugin, barman-sidecar
+	Images  map[string]images.Image // by role: pause, busybox, postgres, postgres-upgrade-from, postgres-upgrade-to, txmesh, coredns, cnpg, local-path, netpol, prometheus, objectstore, barman-plugin, barman-sidecar
 	TLS     txmesh.TLS              // the CA and a client certificate for talking to the apps
 	Repo    string
 	Timing  map[string]time.Duration
@@ -53,7 +57,8 @@ type Stack struct {
 	cache   string
 	attach  *AttachOptions // set by Attach: a cluster this package did not start (Cluster is nil)
 
-	handedToFlux bool // cd-bootstrap ran: Flux and Flagger own the deployment (HandedToFlux)
+	handedToFlux  bool // cd-bootstrap ran: Flux and Flagger own the deployment (HandedToFlux)
+	bankDBUpgrade bool // Options.BankDBUpgrade
 	// backupCreds are the object store's keys (deployBackups), which the databases' Secret repeats.
 	backupCreds objectstore.Credentials
 }
@@ -82,7 +87,7 @@ func prepare(ctx context.Context, o *Options) (*Stack, error) {
 		return nil, err
 	}
 	s := &Stack{Repo: o.RepoRoot, Timing: map[string]time.Duration{}, log: o.Log, cache: cache,
-		builder: &images.Builder{Dir: filepath.Join(cache, "images"), Log: o.Log}}
+		builder: &images.Builder{Dir: filepath.Join(cache, "images"), Log: o.Log}, bankDBUpgrade: o.BankDBUpgrade}
 	t := time.Now()
 	s.Bin = gobuild.Binaries{}
 	for _, c := range clusterComponents() {
@@ -162,6 +167,14 @@ func Up(ctx context.Context, o Options) (*Stack, error) {
 	if err := s.push(ctx, s.Images["txmesh"]); err != nil {
 		return nil, err
 	}
+	if o.BankDBUpgrade {
+		// Pulled by bank-db's pods (and the upgrade Job) only: not worth importing into every node.
+		for _, role := range []string{"postgres-upgrade-from", "postgres-upgrade-to"} {
+			if err := s.push(ctx, s.Images[role]); err != nil {
+				return nil, err
+			}
+		}
+	}
 	s.Timing["cluster"] = time.Since(t)
 
 	cfg, err := s.Cluster.RESTConfig()
@@ -206,6 +219,12 @@ func (s *Stack) buildImages(ctx context.Context, tag string) error {
 	if s.Images["postgres"], err = cnpg.Postgres(ctx, b); err != nil {
 		return err
 	}
+	if s.Images["postgres-upgrade-from"], err = cnpg.PostgresImage(ctx, b, cnpg.UpgradeFrom); err != nil {
+		return err
+	}
+	if s.Images["postgres-upgrade-to"], err = cnpg.PostgresImage(ctx, b, cnpg.UpgradeTo); err != nil {
+		return err
+	}
 	if s.Images["txmesh"], err = txmesh.Image(ctx, b, s.Repo, tag); err != nil {
 		return err
 	}
@@ -221,7 +240,7 @@ func (s *Stack) buildImages(ctx context.Context, tag string) error {
 	return nil
 }
 
-// push uploads a txmesh image to the cluster's registry, which the nodes pull it from.
+// push uploads an image to the cluster's registry, which the nodes pull it from.
 func (s *Stack) push(ctx context.Context, img images.Image) error {
 	if s.attach != nil {
 		return s.pushAttached(ctx, img)

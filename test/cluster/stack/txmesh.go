@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/txmesh/txmesh/test/cluster/cnpg"
 	"github.com/txmesh/txmesh/test/cluster/images"
 	"github.com/txmesh/txmesh/test/cluster/istio"
 	"github.com/txmesh/txmesh/test/cluster/txmesh"
@@ -19,10 +20,30 @@ import (
 
 func (s *Stack) logf(format string, a ...any) { fmt.Fprintf(s.log, "deploy: "+format+"\n", a...) }
 
+// PreUpgradeServerName is where bank-db archives while it runs cnpg.UpgradeFrom (Options.BankDBUpgrade): the
+// upgrade moves it to the manifests' serverName (the cluster's name), so that the new system's WAL and base
+// backups never mix with the old one's (CloudNativePG 1.30, docs/src/postgres_upgrades.md, "Backup and WAL
+// Archive Considerations"), and the old archive stays for a recovery to before the upgrade.
+const PreUpgradeServerName = "bank-db-pg17"
+
+// BankDBPatch is the patch (for Deploy, DeployOnly) that runs bank-db on image and, unless serverName is "",
+// archives it under serverName instead of the manifests' default.
+func BankDBPatch(image, serverName string) map[string]string {
+	p := "- op: replace\n  path: /spec/imageName\n  value: " + image + "\n"
+	if serverName != "" {
+		p += "- op: add\n  path: /spec/plugins/0/parameters/serverName\n  value: " + serverName + "\n"
+	}
+	return map[string]string{"Cluster/bank-db": p}
+}
+
 // deployTxmesh renders kustomize/overlays/e2e with the image tag, creates the apps' TLS Secrets, applies it
 // and waits for the databases, the seed Job and both services.
 func (s *Stack) deployTxmesh(ctx context.Context, tag string) error {
-	objs, err := s.render(tag, nil)
+	var patches map[string]string
+	if s.bankDBUpgrade {
+		patches = BankDBPatch(cnpg.UpgradeFrom.Ref(), PreUpgradeServerName)
+	}
+	objs, err := s.render(tag, patches)
 	if err != nil {
 		return err
 	}
