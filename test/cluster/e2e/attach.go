@@ -90,7 +90,7 @@ func runAttached(ctx context.Context, o Options, sched []scenario) (*Result, err
 	if err := e.describeAttached(ctx, res); err != nil {
 		return nil, err
 	}
-	if res.Cluster.PostgresVersion, err = e.postgresVersion(ctx); err != nil {
+	if res.Cluster.PostgresVersion, err = e.postgresVersion(ctx, false); err != nil {
 		return nil, err
 	}
 	run, skipped := splitAttached(sched)

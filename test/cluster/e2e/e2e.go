@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -137,7 +138,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res := &Result{Rate: o.Rate, Seed: o.Seed, StartedAt: time.Now().UTC(), Timing: map[string]float64{}}
 	t0 := time.Now()
-	s, err := stack.Up(ctx, stack.Options{RepoRoot: o.Repo, Log: o.Log})
+	upgrade := slices.ContainsFunc(sched, func(sc scenario) bool { return sc.name == majorUpgrade.name })
+	s, err := stack.Up(ctx, stack.Options{RepoRoot: o.Repo, Log: o.Log, BankDBUpgrade: upgrade})
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +158,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Cluster.Kubernetes, res.Cluster.CNPG = kube.Version, cnpg.Version
 	res.Cluster.Containerd = containerdVersion()
 	res.Cluster.Mesh = "none: the apps' own mTLS (no Envoy build is obtainable offline)"
-	if res.Cluster.PostgresVersion, err = e.postgresVersion(ctx); err != nil {
+	if res.Cluster.PostgresVersion, err = e.postgresVersion(ctx, upgrade); err != nil {
 		return nil, err
 	}
 	for _, n := range s.Cluster.Nodes() {

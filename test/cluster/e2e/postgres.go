@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/txmesh/txmesh/test/cluster/cnpg"
 )
 
 // shippedImage is the operand image every overlay inherits from the base's Cluster manifests.
@@ -51,14 +53,15 @@ func checkMajor(server, shipped string) error {
 }
 
 // postgresVersion reads SHOW server_version on both databases' primaries, and returns it (both must agree)
-// after checking its major against the manifests'.
-func (e *env) postgresVersion(ctx context.Context) (string, error) {
+// after checking its major against the manifests'. With upgradePending (the run's major-upgrade row is still
+// to come), bank-db must run cnpg.UpgradeFrom's major instead, and the version returned is store-db's.
+func (e *env) postgresVersion(ctx context.Context, upgradePending bool) (string, error) {
 	shipped, err := shippedMajor(e.opts.Repo)
 	if err != nil {
 		return "", err
 	}
 	var version string
-	for _, db := range []string{"bank-db", "store-db"} {
+	for _, db := range []string{"store-db", "bank-db"} {
 		p, err := e.primary(ctx, db)
 		if err != nil {
 			return "", err
@@ -69,11 +72,17 @@ func (e *env) postgresVersion(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("%s: server_version: %w", p.Pod, err)
 		}
 		v := strings.TrimSpace(out)
+		if db == "bank-db" && upgradePending {
+			if err := checkMajor(v, cnpg.UpgradeFrom.Major); err != nil {
+				return "", fmt.Errorf("bank-db, before the major-upgrade row: %w", err)
+			}
+			continue
+		}
 		if err := checkMajor(v, shipped); err != nil {
 			return "", fmt.Errorf("%s: %w", db, err)
 		}
 		if version != "" && v != version {
-			return "", fmt.Errorf("bank-db runs PostgreSQL %s, store-db %s", version, v)
+			return "", fmt.Errorf("store-db runs PostgreSQL %s, bank-db %s", version, v)
 		}
 		version = v
 	}

@@ -39,6 +39,8 @@ var harness = map[string]string{
 	"gitserver": "the Git server on the throwaway cluster's bridge",
 	"backups": "the harness's object store (versitygw) and Barman Cloud plugin; kind's workflow installs neither " +
 		"(its overlay removes the backups)",
+	"postgres-images": "the harness's PostgreSQL 17 and 18 operand images built for the major upgrade " +
+		"(cnpg.UpgradeFrom, cnpg.UpgradeTo); kind's workflow deploys bank-db on the manifests' 18 from the start",
 }
 
 // plan returns the scenarios to run, in schedule order: those named (every one when none is) and every

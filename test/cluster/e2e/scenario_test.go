@@ -16,7 +16,7 @@ func names(sched []scenario) []string {
 
 // The schedule: every scenario, in the order make e2e has always run them.
 func TestScheduleOrder(t *testing.T) {
-	want := []string{"steady", "metrics", "terraform", "network-policies", "bank-outage", "bank-db-failover",
+	want := []string{"steady", "metrics", "major-upgrade", "terraform", "network-policies", "bank-outage", "bank-db-failover",
 		"store-db-failover", "node-kill", "node-cut", "drain", "rolling-update", "bad-release", "pitr", "cd-bootstrap",
 		"cd-drift", "cd-release", "cd-bad-release", "negative-control"}
 	if got := names(schedule); !slices.Equal(got, want) {
@@ -72,5 +72,33 @@ func TestPlanRunsWhatIsNeededFirst(t *testing.T) {
 	if _, _, err := plan(schedule, []string{"steady", "cd-relase"}); err == nil ||
 		!strings.Contains(err.Error(), `unknown scenario "cd-relase"`) || !strings.Contains(err.Error(), "cd-release") {
 		t.Errorf("a misspelt name: %v, want it refused with the names there are", err)
+	}
+}
+
+// major-upgrade: bank-db starts on PostgreSQL 17 only in a run that upgrades it, and the row runs before
+// every row that restarts, fails over, backs up or redeploys bank-db, so those all see the shipped 18. It
+// needs the harness's images and object store (not run on kind), and promises no client errors: the Store
+// accepts while bank-db is down and its relay retries the Bank's 503s.
+func TestMajorUpgradeDeclaration(t *testing.T) {
+	i := slices.IndexFunc(schedule, func(s scenario) bool { return s.name == "major-upgrade" })
+	if i < 0 {
+		t.Fatal("major-upgrade is not in the schedule")
+	}
+	for _, later := range []string{"bank-db-failover", "node-kill", "node-cut", "drain", "rolling-update", "pitr", "cd-bootstrap", "negative-control"} {
+		if j := slices.IndexFunc(schedule, func(s scenario) bool { return s.name == later }); j < i {
+			t.Errorf("%s runs before major-upgrade (at %d, major-upgrade at %d)", later, j, i)
+		}
+	}
+	for _, n := range []string{"postgres-images", "backups"} {
+		if !slices.Contains(majorUpgrade.needs, n) {
+			t.Errorf("major-upgrade does not need %s", n)
+		}
+	}
+	if !majorUpgrade.noClientErrors || majorUpgrade.negative {
+		t.Errorf("major-upgrade: noClientErrors %v, negative %v", majorUpgrade.noClientErrors, majorUpgrade.negative)
+	}
+	run, _, err := plan(schedule, []string{"pitr"})
+	if err != nil || slices.ContainsFunc(run, func(s scenario) bool { return s.name == "major-upgrade" }) {
+		t.Errorf("E2E_SCENARIOS=pitr runs %v (%v): bank-db would start on 17 for nothing", names(run), err)
 	}
 }

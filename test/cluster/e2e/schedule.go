@@ -6,6 +6,8 @@ package e2e
 var schedule = []scenario{
 	steady,
 	metrics,
+	// Early: bank-db runs PostgreSQL 17 until it, and every later row runs the shipped 18.
+	majorUpgrade,
 	terraform,
 	networkPolicies,
 	bankOutage,
