@@ -110,8 +110,11 @@ type env struct {
 	gitops  *gitserver.GitOps // the Git server Flux reconciles from, once cd-bootstrap ran
 	hooks   *flaggerHooks     // the webhooks Flagger calls, once cd-bootstrap ran
 	emptied time.Time         // when cd-bootstrap emptied the namespace
-	opts    Options
-	log     io.Writer
+	// scheduled are the completed Backups seen by ScheduledBackup (scheduledBackupDone): the Barman Cloud
+	// plugin deletes a Backup once it is no longer in its cluster's catalog (major-upgrade moves the catalog).
+	scheduled map[string]string
+	opts      Options
+	log       io.Writer
 }
 
 func (e *env) logf(format string, a ...any) {

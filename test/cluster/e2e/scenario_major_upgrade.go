@@ -24,7 +24,8 @@ import (
 // with 3 instances and a synchronous standby, server_version is 18, the new system archives its WAL (under the
 // manifests' serverName) and a base backup of it completes. Then imageName becomes the shipped image (same
 // major: a rolling update, switchover last), so that every later row runs what production ships.
-// Times: the Job, the patch to a healthy cluster, the longest interval without a Bank commit (the write
+// It fires StoreBreakerOpen (the Bank answers 503 for the whole write outage, over a minute here): silence it
+// for a planned upgrade. Times: the Job, the patch to a healthy cluster, the longest interval without a Bank commit (the write
 // outage: the Bank answers 503 while bank-db is down, the Store keeps accepting and its relay retries), the
 // base backup and the roll. The audit after it: nothing lost, nothing applied twice.
 var majorUpgrade = scenario{
@@ -48,12 +49,19 @@ func majorUpgradeRun(ctx context.Context, e *env, r *Row) error {
 	if err := e.waitClusterCondition(ctx, "bank-db", "ContinuousArchiving", 3*time.Minute); err != nil {
 		return err
 	}
+	// The runbook's step 2, a base backup of the old system first: the ScheduledBackup's immediate one. An
+	// upgrade that stops the instances under a running backup loses it (make e2e, 2026-12-07: the Backup
+	// vanished and the pitr row after it found none).
+	first, err := e.scheduledBackupDone(ctx, "bank-db-nightly", 5*time.Minute)
+	if err != nil {
+		return err
+	}
 	before, err := e.serverVersion(ctx, "bank-db")
 	if err != nil {
 		return err
 	}
-	r.Checks = append(r.Checks, fmt.Sprintf("bank-db on %s: PostgreSQL %s, archiving under serverName %s", from.Ref(), before,
-		stack.PreUpgradeServerName))
+	r.Checks = append(r.Checks, fmt.Sprintf("bank-db on %s: PostgreSQL %s, archiving under serverName %s; base backup %s completed first",
+		from.Ref(), before, stack.PreUpgradeServerName, first))
 
 	w := e.watchCommits(ctx)
 	defer w.close()

@@ -301,8 +301,14 @@ func (e *env) waitClusterCondition(ctx context.Context, cluster, cond string, d 
 	})
 }
 
-// scheduledBackupDone waits until a Backup the ScheduledBackup made has completed and names it.
+// scheduledBackupDone waits until a Backup the ScheduledBackup made has completed and names it (or names the
+// one an earlier row saw: plugin-barman-cloud v0.15.0 deletes every completed Backup of a cluster that is not in
+// the catalog of its current serverName, internal/cnpgi/instance/retention.go, so after major-upgrade moved
+// bank-db's archive, the one of PostgreSQL 17 is gone from Kubernetes, not from the bucket).
 func (e *env) scheduledBackupDone(ctx context.Context, scheduled string, d time.Duration) (string, error) {
+	if name, ok := e.scheduled[scheduled]; ok {
+		return name + ", seen by an earlier row", nil
+	}
 	var last string
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
 		l, err := e.s.Apply.Dynamic().Resource(backups).Namespace(namespace).List(ctx,
@@ -313,6 +319,10 @@ func (e *env) scheduledBackupDone(ctx context.Context, scheduled string, d time.
 				phase, _, _ := unstructured.NestedString(b.Object, "status", "phase")
 				last += ", " + b.GetName() + " " + phase
 				if phase == "completed" {
+					if e.scheduled == nil {
+						e.scheduled = map[string]string{}
+					}
+					e.scheduled[scheduled] = b.GetName()
 					return b.GetName(), nil
 				}
 			}
