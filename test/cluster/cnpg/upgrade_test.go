@@ -53,7 +53,7 @@ import (
 // Root (chroot, mounts, uid 26) and the Debian mirror for a cold build (1-2 minutes an image).
 func TestMajorUpgradeOffline(t *testing.T) {
 	if os.Getuid() != 0 {
-		t.Skip("needs root: chroot, mounts, uid 26")
+		t.Fatal("needs root (chroot, mounts, uid 26): run it as make e2e does, as root")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
