@@ -34,17 +34,8 @@ type Environment struct {
 	// the `kubernetes` Service (10.96.0.1:443) to the endpoint the control plane really listens on.
 	APIServer netip.AddrPort
 	// BackupStorage stands for the object store the databases archive WAL and base backups to (zero: no
-	// backups in this environment, or BackupStore).
+	// backups in this environment).
 	BackupStorage netip.AddrPort
-	// BackupStore is an object store running as pods in the cluster itself (make e2e: versitygw).
-	BackupStore *InClusterStore
-}
-
-// InClusterStore is an object store's pods as a NetworkPolicy selects them: namespace, labels, port.
-type InClusterStore struct {
-	Namespace string
-	Labels    map[string]string
-	Port      int32
 }
 
 // Environments by overlay (and Flux cluster) name; every overlay must have an entry.
@@ -69,12 +60,12 @@ var Environments = map[string]Environment{
 
 // make e2e's API server runs on the host end of the nodes' bridge (test/cluster/kube: advertise address and
 // secure port).
-// The object store is the harness's versitygw (test/cluster/objectstore), the Barman Cloud plugin's CRD
-// installed with it.
+// The object store is the harness's versitygw (test/cluster/objectstore), on the host beside the API server
+// (Service objectstore/objectstore translated to it), the Barman Cloud plugin's CRD installed with it.
 var e2eEnvironment = Environment{MinNodes: 3, CRDGroups: []string{"postgresql.cnpg.io", "barmancloud.cnpg.io",
 	"source.toolkit.fluxcd.io", "kustomize.toolkit.fluxcd.io", "image.toolkit.fluxcd.io", "flagger.app"},
 	MemoryBudget: "4Gi", NoConfigs: true, APIServer: netip.MustParseAddrPort("10.250.0.1:6443"),
-	BackupStore: &InClusterStore{Namespace: "objectstore", Labels: map[string]string{"app.kubernetes.io/name": "objectstore"}, Port: 7070}}
+	BackupStorage: netip.MustParseAddrPort("10.250.0.1:7070")}
 
 // EnvironmentOf returns the Environment of an overlay or Flux cluster directory (by its last element; an
 // overlay with an add-on, "overlay+component", is the overlay's).

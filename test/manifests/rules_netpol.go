@@ -42,9 +42,6 @@ var netpolRules = []Rule{{
 			}
 			var f flow
 			switch {
-			case s.BackupStore != nil:
-				f = flow{db.endpoint, podEndpoint("the object store ("+s.BackupStore.Namespace+")", s.BackupStore.Namespace,
-					labels.Set(s.BackupStore.Labels), nil), s.BackupStore.Port}
 			case s.BackupStorage.IsValid():
 				f = flow{db.endpoint, addrEndpoint("object storage "+s.BackupStorage.Addr().String(), s.BackupStorage.Addr()), int32(s.BackupStorage.Port())}
 			default:

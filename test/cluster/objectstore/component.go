@@ -1,15 +1,14 @@
 // Package objectstore is the throwaway cluster's S3-compatible object store, where CloudNativePG's backups go
 // (issue 22): Versity's S3 gateway (versitygw, Apache-2.0) over its posix backend, one bucket a directory, built
-// from its module (this file), imaged, and rendered as a Deployment with a volume and a Service (objectstore.go).
+// from its module (this file) and run on the host as one of the cluster's daemons, a Service of the cluster
+// (objectstore.go).
 package objectstore
 
 import (
-	"context"
 	"strings"
 	"time"
 
 	"github.com/txmesh/txmesh/test/cluster/gobuild"
-	"github.com/txmesh/txmesh/test/cluster/images"
 )
 
 // Version is github.com/versity/versitygw's: the only release the module proxy lists (MinIO's server is
@@ -27,15 +26,4 @@ func Component() gobuild.Component {
 		Packages: []string{Module + "/cmd/versitygw"},
 		Ldflags:  "-X=main.Version=" + strings.TrimPrefix(Version, "v") + " -X=main.Build=" + Version,
 		Expect:   4 * time.Minute}
-}
-
-// Binary is the gateway's path in the image (upstream's Dockerfile puts it there).
-const Binary = "/usr/local/bin/versitygw"
-
-// Image is the gateway's image: /usr/local/bin/versitygw as its entrypoint (the arguments are the
-// Deployment's), run as nonroot 65532. Upstream's image is Alpine with a shell entrypoint that turns VGW_*
-// variables into arguments; the Deployment passes the arguments itself, so no shell is needed.
-func Image(ctx context.Context, b *images.Builder, bins gobuild.Binaries) (images.Image, error) {
-	return b.Binary(ctx, "txmesh.local/versitygw:"+Version, map[string]string{Binary: bins["versitygw"]},
-		[]string{Binary}, "65532:65532")
 }

@@ -34,7 +34,7 @@ func StartLocal(bin, dir string, c Credentials) (*Local, error) {
 	l.Close()
 	g := &Local{Endpoint: addr, exited: make(chan struct{})}
 	g.cmd = exec.Command(bin, Args(addr, dir)...)
-	g.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+c.AccessKeyID, "ROOT_SECRET_ACCESS_KEY="+c.SecretAccessKey)
+	g.cmd.Env = append(os.Environ(), Env(c)...)
 	g.cmd.Stdout, g.cmd.Stderr = g, g
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := g.cmd.Start(); err != nil {

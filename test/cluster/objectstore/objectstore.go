@@ -1,16 +1,13 @@
 package objectstore
 
 import (
-	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
+	"net"
 	"strings"
-	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -20,7 +17,7 @@ import (
 // Where it runs (objectstore.yaml) and how clients reach it.
 const (
 	Namespace = "objectstore"
-	Name      = "objectstore" // the Deployment, its PVC and the Service
+	Name      = "objectstore" // the host daemon and the Service
 	Port      = 7070          // versitygw's default
 	URL       = "http://objectstore.objectstore:7070"
 	Region    = "us-east-1" // versitygw's default; a client signs with it
@@ -30,7 +27,6 @@ const (
 	RootSecret = "objectstore-root"
 	AccessKey  = "ACCESS_KEY_ID"
 	SecretKey  = "SECRET_ACCESS_KEY"
-	dataDir    = "/data"
 )
 
 // Args are the gateway's arguments: listen on listen (host:port or :port), answer GET /health (the probes), and
@@ -66,38 +62,26 @@ func CredentialsSecret(namespace, name string, c Credentials) *unstructured.Unst
 //go:embed objectstore.yaml
 var manifest string
 
-// Objects renders the object store with the given image and root keys: namespace objectstore, Secret
-// objectstore-root, the PVC, the Deployment (its pod template carries the keys' hash, so new keys roll it) and
-// the Service.
-func Objects(image string, c Credentials) ([]*unstructured.Unstructured, error) {
+// Objects renders what makes the host's gateway a Service of the cluster: namespace objectstore, Secret
+// objectstore-root with its keys (what a later run reads back: the daemon keeps running with them), and
+// Service objectstore with an EndpointSlice at hostIP (the host's bridge address), Port.
+func Objects(hostIP string, c Credentials) ([]*unstructured.Unstructured, error) {
 	if c.AccessKeyID == "" || c.SecretAccessKey == "" {
 		return nil, errors.New("object store: empty access or secret key")
 	}
-	sum := sha256.Sum256([]byte(c.AccessKeyID + "\x00" + c.SecretAccessKey))
-	y := strings.NewReplacer("OBJECTSTORE_IMAGE", image, "CREDENTIALS_SHA256", hex.EncodeToString(sum[:])).Replace(manifest)
-	objs, err := manifests.Decode([]byte(y))
+	if ip := net.ParseIP(hostIP); ip == nil || ip.To4() == nil {
+		return nil, fmt.Errorf("object store: host address %q is not IPv4", hostIP)
+	}
+	objs, err := manifests.Decode([]byte(strings.ReplaceAll(manifest, "HOST_IP", hostIP)))
 	if err != nil {
 		return nil, err
 	}
-	d := manifests.Find(objs, "Deployment", Name)
-	if d == nil {
-		return nil, errors.New("objectstore.yaml: no Deployment " + Name)
-	}
-	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
-	args := []any{}
-	for _, a := range Args(":"+strconv.Itoa(Port), dataDir) {
-		args = append(args, a)
-	}
-	cs[0].(map[string]any)["args"] = args
-	if err := unstructured.SetNestedSlice(d.Object, cs, "spec", "template", "spec", "containers"); err != nil {
-		return nil, fmt.Errorf("objectstore.yaml: %w", err)
-	}
-	// The Secret after the Namespace, before the Deployment that reads it.
+	// The Secret after the Namespace.
 	out := append([]*unstructured.Unstructured{}, objs[0], CredentialsSecret(Namespace, RootSecret, c))
 	return append(out, objs[1:]...), nil
 }
 
-// Wait waits until the object store is available.
-func Wait(ctx context.Context, a *manifests.Applier) error {
-	return a.Wait(ctx, manifests.Deployments, Namespace, Name, 3*time.Minute, manifests.DeploymentAvailable)
+// Env is the gateway's environment: its root keys.
+func Env(c Credentials) []string {
+	return []string{"ROOT_ACCESS_KEY_ID=" + c.AccessKeyID, "ROOT_SECRET_ACCESS_KEY=" + c.SecretAccessKey}
 }

@@ -5,9 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -33,16 +31,14 @@ const (
 // BackupDatabases are the prefixes of BackupBucket, one per Cluster (destinationPath s3://txmesh-backups/<db>).
 var BackupDatabases = []string{"bank-db", "store-db"}
 
-// buildBackups builds (or finds cached) the object store, the Barman Cloud plugin and their three images. The
+// buildBackups builds (or finds cached) the object store, the Barman Cloud plugin and its two images. The
 // plugin's binary is kept apart from s.Bin: it is called manager, like CloudNativePG's.
 func (s *Stack) buildBackups(ctx context.Context) error {
 	gw, err := gobuild.Ensure(ctx, s.cache, objectstore.Component(), s.log)
 	if err != nil {
 		return err
 	}
-	if s.Images["objectstore"], err = objectstore.Image(ctx, s.builder, gw); err != nil {
-		return err
-	}
+	s.Bin["versitygw"] = gw["versitygw"]
 	plugin, err := gobuild.Ensure(ctx, s.cache, barman.Component(), s.log)
 	if err != nil {
 		return err
@@ -54,11 +50,12 @@ func (s *Stack) buildBackups(ctx context.Context) error {
 	return err
 }
 
-// deployBackups puts the object store (namespace objectstore) and the Barman Cloud plugin (cnpg-system, mutual
-// TLS with the operator from the harness's certificates) in place, waits for both and makes the bucket. The
-// keys are made once per cluster; a reused cluster keeps its keys and certificates (read back from it).
+// deployBackups puts the object store (a daemon on the host, Service objectstore/objectstore) and the Barman
+// Cloud plugin (cnpg-system, mutual TLS with the operator from the harness's certificates) in place, waits for
+// both and makes the bucket. The keys are made once per cluster; a reused cluster keeps its keys and
+// certificates (read back from it).
 func (s *Stack) deployBackups(ctx context.Context) error {
-	for _, role := range []string{"objectstore", "barman-plugin", "barman-sidecar"} {
+	for _, role := range []string{"barman-plugin", "barman-sidecar"} {
 		if err := s.Cluster.ImportImage(ctx, s.Images[role].Path); err != nil {
 			return err
 		}
@@ -67,7 +64,15 @@ func (s *Stack) deployBackups(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	store, err := objectstore.Objects(s.Images["objectstore"].Ref, creds)
+	data, err := s.Cluster.DaemonDir(objectstore.Name)
+	if err != nil {
+		return err
+	}
+	argv := append([]string{s.Bin["versitygw"]}, objectstore.Args(s.Cluster.DaemonAddr(objectstore.Port), data)...)
+	if err := s.Cluster.StartDaemon(ctx, objectstore.Name, objectstore.Port, objectstore.Env(creds), argv...); err != nil {
+		return err
+	}
+	store, err := objectstore.Objects(s.Cluster.Layout().HostIP(), creds)
 	if err != nil {
 		return err
 	}
@@ -84,9 +89,6 @@ func (s *Stack) deployBackups(ctx context.Context) error {
 		return err
 	}
 	if err := s.Apply.Apply(ctx, append(store, plugin...)); err != nil {
-		return err
-	}
-	if err := objectstore.Wait(ctx, s.Apply); err != nil {
 		return err
 	}
 	if err := s.Apply.Wait(ctx, manifests.Deployments, barman.Namespace, barman.Name, 3*time.Minute,
@@ -162,21 +164,13 @@ func (s *Stack) BackupCredentialsSecret() *unstructured.Unstructured {
 	return objectstore.CredentialsSecret(txmesh.Namespace, BackupSecret, s.backupCreds)
 }
 
-// ObjectStore is an S3 client of the cluster's object store, reached from the host at its Service's address
-// (the host's kube-proxy translates it), with the root keys.
-func (s *Stack) ObjectStore(ctx context.Context) (*minio.Client, error) {
-	if s.backupCreds == (objectstore.Credentials{}) {
+// ObjectStore is an S3 client of the cluster's object store, reached at the host daemon's address, with the
+// root keys.
+func (s *Stack) ObjectStore(context.Context) (*minio.Client, error) {
+	if s.backupCreds == (objectstore.Credentials{}) || s.Cluster == nil {
 		return nil, errors.New("no object store deployed by the harness")
 	}
-	cs, err := s.Clientset()
-	if err != nil {
-		return nil, err
-	}
-	svc, err := cs.CoreV1().Services(objectstore.Namespace).Get(ctx, objectstore.Name, metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	return minio.New(net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(objectstore.Port)), &minio.Options{
+	return minio.New(s.Cluster.DaemonAddr(objectstore.Port), &minio.Options{
 		Creds:        credentials.NewStaticV4(s.backupCreds.AccessKeyID, s.backupCreds.SecretAccessKey, ""),
 		Region:       objectstore.Region,
 		BucketLookup: minio.BucketLookupPath,
