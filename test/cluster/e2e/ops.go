@@ -213,9 +213,19 @@ func metricWhere(ctx context.Context, url, name, label string) (float64, error) 
 type commitWatch struct {
 	mu      sync.Mutex
 	samples []time.Time // times at which the sum grew since the previous sample
-	first   time.Time
-	stop    context.CancelFunc
-	done    chan struct{}
+	// since[i]: the growth seen at samples[i] happened after it: the latest of the reads before it, of the
+	// pods that grew. A read of another pod can hang (its node killed), so the two may be seconds apart.
+	since []time.Time
+	first time.Time
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+// add records growth seen at `at` that happened after `since`.
+func (w *commitWatch) add(at, since time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.samples, w.since = append(w.samples, at), append(w.since, since)
 }
 
 func (e *env) watchCommits(ctx context.Context) *commitWatch {
@@ -228,7 +238,7 @@ func (e *env) watchCounter(ctx context.Context, selector, name string) *commitWa
 	w := &commitWatch{stop: cancel, done: make(chan struct{}), first: time.Now()}
 	go func() {
 		defer close(w.done)
-		last := map[string]float64{}
+		last, readAt := map[string]float64{}, map[string]time.Time{}
 		for {
 			select {
 			case <-ctx.Done():
@@ -239,24 +249,27 @@ func (e *env) watchCounter(ctx context.Context, selector, name string) *commitWa
 			if err != nil {
 				continue
 			}
-			grew := false
+			var grew bool
+			var since time.Time
 			for _, p := range pods {
 				if p.Status.PodIP == "" {
 					continue
 				}
+				before := time.Now()
 				v, err := metric(ctx, e.metricsURL(p.Status.PodIP), name)
 				if err != nil {
 					continue
 				}
 				if v > last[p.Name] {
 					grew = true
+					if readAt[p.Name].After(since) {
+						since = readAt[p.Name]
+					}
 				}
-				last[p.Name] = v
+				last[p.Name], readAt[p.Name] = v, before
 			}
 			if grew {
-				w.mu.Lock()
-				w.samples = append(w.samples, time.Now())
-				w.mu.Unlock()
+				w.add(time.Now(), since)
 			}
 		}
 	}()
@@ -265,12 +278,13 @@ func (e *env) watchCounter(ctx context.Context, selector, name string) *commitWa
 
 func (w *commitWatch) close() { w.stop(); <-w.done }
 
-// firstAfter is the first sample after t that saw commits made after t (the sample before it was after t too).
+// firstAfter is how long after t the first growth certainly made after t was seen: one whose pod had been read
+// after t already. Growth read late (another pod's read hung) but made before t does not count.
 func (w *commitWatch) firstAfter(t time.Time) (time.Duration, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, s := range w.samples {
-		if s.After(t.Add(300 * time.Millisecond)) {
+	for i, s := range w.samples {
+		if !w.since[i].Before(t) {
 			return s.Sub(t), true
 		}
 	}
