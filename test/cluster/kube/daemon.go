@@ -43,3 +43,12 @@ func (c *Cluster) StartDaemon(ctx context.Context, name string, port int, env []
 	}
 	return nil
 }
+
+// StopDaemon kills daemon name and everything it started, as a crash of its host would; its data stays, and
+// StartDaemon starts it again. Stopping a daemon that is not running is a no-op.
+func (c *Cluster) StopDaemon(name string) error {
+	if _, ok := c.proc(name); !ok {
+		return fmt.Errorf("no daemon %s in this cluster", name)
+	}
+	return host.KillCgroup(c.layout.Name+"/"+name, 30*time.Second)
+}

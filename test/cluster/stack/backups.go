@@ -64,12 +64,7 @@ func (s *Stack) deployBackups(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	data, err := s.Cluster.DaemonDir(objectstore.Name)
-	if err != nil {
-		return err
-	}
-	argv := append([]string{s.Bin["versitygw"]}, objectstore.Args(s.Cluster.DaemonAddr(objectstore.Port), data)...)
-	if err := s.Cluster.StartDaemon(ctx, objectstore.Name, objectstore.Port, objectstore.Env(creds), argv...); err != nil {
+	if err := s.startObjectStore(ctx, creds); err != nil {
 		return err
 	}
 	store, err := objectstore.Objects(s.Cluster.Layout().HostIP(), creds)
@@ -102,6 +97,36 @@ func (s *Stack) deployBackups(ctx context.Context) error {
 	s.logf("backups ready: versitygw %s (bucket %s), Barman Cloud plugin %s (sidecar: Debian barman %s)",
 		objectstore.Version, BackupBucket, barman.Version, s.Images["barman-sidecar"].Version)
 	return nil
+}
+
+// startObjectStore starts the object store's host daemon with the root keys creds, unless it runs.
+func (s *Stack) startObjectStore(ctx context.Context, creds objectstore.Credentials) error {
+	data, err := s.Cluster.DaemonDir(objectstore.Name)
+	if err != nil {
+		return err
+	}
+	argv := append([]string{s.Bin["versitygw"]}, objectstore.Args(s.Cluster.DaemonAddr(objectstore.Port), data)...)
+	return s.Cluster.StartDaemon(ctx, objectstore.Name, objectstore.Port, objectstore.Env(creds), argv...)
+}
+
+// StopObjectStore kills the object store's daemon (an outage of production's object storage: every request
+// refused); its objects stay. StartObjectStore brings it back with the same keys and data.
+func (s *Stack) StopObjectStore() error {
+	if s.backupCreds == (objectstore.Credentials{}) || s.Cluster == nil {
+		return errors.New("no object store deployed by the harness")
+	}
+	return s.Cluster.StopDaemon(objectstore.Name)
+}
+
+// StartObjectStore starts the object store stopped by StopObjectStore and waits until it accepts connections.
+func (s *Stack) StartObjectStore(ctx context.Context) error {
+	if s.backupCreds == (objectstore.Credentials{}) || s.Cluster == nil {
+		return errors.New("no object store deployed by the harness")
+	}
+	if s.Bin["versitygw"] == "" {
+		return errors.New("versitygw not built in this run (backups not deployed by it)")
+	}
+	return s.startObjectStore(ctx, s.backupCreds)
 }
 
 // objectStoreCredentials are the root keys of the running object store, or new ones.
