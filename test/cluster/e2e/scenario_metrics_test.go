@@ -16,9 +16,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/txmesh/txmesh/test/cluster/barman"
 	"github.com/txmesh/txmesh/test/cluster/cnpg"
 	"github.com/txmesh/txmesh/test/cluster/gobuild"
 	"github.com/txmesh/txmesh/test/cluster/manifests"
+	"github.com/txmesh/txmesh/test/cluster/prometheus"
 )
 
 const repoRoot = "../../.."
@@ -64,13 +66,15 @@ func TestDashboardQueries(t *testing.T) {
 	}
 }
 
-var metricName = regexp.MustCompile(`\b((?:bank|store|cnpg)_[a-z_]+)\b`)
+var metricName = regexp.MustCompile(`\b((?:bank|store|cnpg|barman_cloud_cloudnative_pg_io)_[a-z_]+)\b`)
 
-// Every metric the dashboard names is one the apps or CloudNativePG v1.30's exporter really export: the
-// apps' from their source (Namespace + Name of each collector; the web package's under both namespaces),
-// CloudNativePG's from its module (the collector's cnpg_collector_* and the default monitoring queries'
-// cnpg_<query>_<column>).
-func TestDashboardMetricsExist(t *testing.T) {
+// knownMetrics are the metrics the apps, CloudNativePG v1.30's exporter and the Barman Cloud plugin really
+// export: the apps' from their source (Namespace + Name of each collector; the web package's under both
+// namespaces), CloudNativePG's from its module (the collector's cnpg_collector_* and the default monitoring
+// queries' cnpg_<query>_<column>), the plugin's from its module (barman_cloud_cloudnative_pg_io_*, served
+// through the instance's exporter).
+func knownMetrics(t *testing.T) map[string]bool {
+	t.Helper()
 	known := map[string]bool{}
 	nsName := regexp.MustCompile(`Namespace:\s*"(\w+)",\s*Name:\s*"(\w+)"`)
 	webName := regexp.MustCompile(`Namespace:\s*(?:ns|namespace),\s*Name:\s*"(\w+)"`)
@@ -141,22 +145,83 @@ func TestDashboardMetricsExist(t *testing.T) {
 	if !known["cnpg_pg_replication_in_recovery"] || !known["cnpg_collector_up"] {
 		t.Fatalf("CloudNativePG's metrics not found in %s", operator)
 	}
+	plugin, err := gobuild.ModuleDir(context.Background(), cache, barman.Component())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err = os.ReadFile(filepath.Join(plugin, "internal/cnpgi/instance/metrics.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`buildFqName\("(\w+)"\)`).FindAllStringSubmatch(string(src), -1) {
+		known["barman_cloud_cloudnative_pg_io_"+m[1]] = true
+	}
+	if !known["barman_cloud_cloudnative_pg_io_last_available_backup_timestamp"] {
+		t.Fatalf("the Barman Cloud plugin's metrics not found in %s", plugin)
+	}
+	return known
+}
+
+// exported: m itself is known, or it is a series (_bucket, _sum, _count) of a known histogram or summary.
+func exported(known map[string]bool, m string) bool {
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		if b, ok := strings.CutSuffix(m, suffix); ok && known[b] {
+			return true
+		}
+	}
+	return known[m]
+}
+
+// Every metric the dashboard names is one that is exported (knownMetrics).
+func TestDashboardMetricsExist(t *testing.T) {
+	known := knownMetrics(t)
 	qs, err := dashboardQueries(readDashboard(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range qs {
 		for _, m := range metricName.FindAllString(q.Expr, -1) {
-			base := m
-			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-				if b, ok := strings.CutSuffix(m, suffix); ok && known[b] {
-					base = b
-				}
-			}
-			if !known[base] {
+			if !exported(known, m) {
 				t.Errorf("%s/%s: %s is not a metric the apps or CloudNativePG export", q.Panel, q.RefID, m)
 			}
 		}
+	}
+}
+
+// Every metric the shipped alert rules name is one that is exported (knownMetrics): a misspelt one leaves its
+// alert silent for ever, and promtool's unit tests, fed the same name, cannot tell.
+func TestRuleMetricsExist(t *testing.T) {
+	known := knownMetrics(t)
+	b, err := os.ReadFile(filepath.Join(repoRoot, prometheus.RulesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rule struct {
+		Spec struct {
+			Groups []struct {
+				Rules []struct {
+					Alert string `json:"alert"`
+					Expr  string `json:"expr"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(b, &rule); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range rule.Spec.Groups {
+		for _, r := range g.Rules {
+			for _, m := range metricName.FindAllString(r.Expr, -1) {
+				n++
+				if !exported(known, m) {
+					t.Errorf("%s: %s is not a metric the apps, CloudNativePG or the Barman Cloud plugin export", r.Alert, m)
+				}
+			}
+		}
+	}
+	if n < 10 {
+		t.Errorf("%d metric names in %s's expressions, want ≥ 10", n, prometheus.RulesFile)
 	}
 }
 

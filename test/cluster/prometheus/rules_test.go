@@ -24,8 +24,10 @@ type ruleCase struct {
 	name   string
 	series map[string]string
 	eval   string
-	alert  string
-	labels map[string]string // nil: must not be firing at eval
+	// interval between the series' samples (promtool's; 5s when empty): hours need a longer one.
+	interval string
+	alert    string
+	labels   map[string]string // nil: must not be firing at eval
 }
 
 // breaker is one Store pod's store_breaker_state: closed, then open and half-open by turns for n steps of 5 s
@@ -88,6 +90,73 @@ var ruleCases = []ruleCase{
 	{name: "another database's counter falling does not count (datname postgres only)",
 		series: map[string]string{commits(bankDB1, "bank"): "100+10x10 5+10x10"},
 		eval:   "80s", alert: "DatabaseInstanceCrashed"},
+	{name: "the object store down: every archive attempt of the primary fails for 2.5 minutes",
+		series: archiver("bank-db-1", archiverState{lastArchived: "1000x40", lastFailed: "-1x2 1010x38",
+			sinceArchival: "5+5x40", ready: "0x2 1x38"}),
+		eval: "150s", alert: "DatabaseWALArchivingFailing",
+		labels: map[string]string{"severity": "warning", "cluster": "bank-db", "pod": "bank-db-1"}},
+	{name: "an archive attempt failed, the next one succeeded: a blip",
+		series: archiver("bank-db-1", archiverState{lastArchived: "1000x4 1020x36", lastFailed: "-1x2 1010x38",
+			sinceArchival: "5+5x40", ready: "0x40"}),
+		eval: "180s", alert: "DatabaseWALArchivingFailing"},
+	{name: "archiving failed for a minute, then caught up",
+		series: archiver("store-db-2", archiverState{lastArchived: "1000x14 1075x26", lastFailed: "-1x2 1010+5x12 1070x26",
+			sinceArchival: "5+5x14 0+5x26", ready: "0x2 1x12 0x26"}),
+		eval: "150s", alert: "DatabaseWALArchivingFailing"},
+	{name: "stuck: segments wait, nothing archived for over 10 minutes, no attempt failed (a hung archive command)",
+		series: archiver("store-db-2", archiverState{lastArchived: "1000x40", lastFailed: "-1x40",
+			sinceArchival: "590+5x40", ready: "2x40"}),
+		eval: "180s", alert: "DatabaseWALArchivingFailing",
+		labels: map[string]string{"severity": "warning", "cluster": "store-db", "pod": "store-db-2"}},
+	{name: "idle: nothing archived for an hour, nothing waiting",
+		series: archiver("store-db-2", archiverState{lastArchived: "1000x40", lastFailed: "-1x40",
+			sinceArchival: "3600+5x40", ready: "0x40"}),
+		eval: "180s", alert: "DatabaseWALArchivingFailing"},
+	{name: "busy: a segment ready at every scrape, each archived within seconds",
+		series: archiver("bank-db-1", archiverState{lastArchived: "1000+5x40", lastFailed: "900x40",
+			sinceArchival: "3x40", ready: "1x40"}),
+		eval: "180s", alert: "DatabaseWALArchivingFailing"},
+	{name: "the nightly backup failed: the newest one 31 hours old",
+		series: backupTimes("bank-db", "3600x400"), interval: "5m",
+		eval: "31h20m", alert: "DatabaseBackupTooOld",
+		labels: map[string]string{"severity": "warning", "cluster": "bank-db"}},
+	{name: "nightly backups: the newest never more than a day old",
+		series: backupTimes("bank-db", "3600x299 90000x100"), interval: "5m",
+		eval: "31h20m", alert: "DatabaseBackupTooOld"},
+	{name: "a new cluster (0: no backup yet), 5 minutes old, its first backup under way",
+		series: backupTimes("store-db", "_x372 0x1 112200x50"), interval: "5m",
+		eval: "31h05m", alert: "DatabaseBackupTooOld"},
+	{name: "a new cluster that never gets a backup",
+		series: backupTimes("store-db", "_x372 0x20"), interval: "5m",
+		eval: "31h25m", alert: "DatabaseBackupTooOld",
+		labels: map[string]string{"severity": "warning", "cluster": "store-db"}},
+}
+
+// backupTimes is the Barman Cloud plugin's last_available_backup_timestamp of cluster as each of its three
+// instances reports it (the same value, from the ObjectStore's status).
+func backupTimes(cluster, values string) map[string]string {
+	m := map[string]string{}
+	for i := 1; i <= 3; i++ {
+		m[`barman_cloud_cloudnative_pg_io_last_available_backup_timestamp{namespace="txmesh",pod="`+cluster+"-"+
+			strconv.Itoa(i)+`"}`] = values
+	}
+	return m
+}
+
+// archiverState is what a primary's exporter says of its WAL archiving (pg_stat_archiver and the
+// archive_status directory), each in promtool's expanding notation.
+type archiverState struct{ lastArchived, lastFailed, sinceArchival, ready string }
+
+// archiver is pod's archiving series, as CloudNativePG's default queries name them.
+func archiver(pod string, a archiverState) map[string]string {
+	l := `{namespace="txmesh",pod="` + pod + `"}`
+	return map[string]string{
+		"cnpg_pg_stat_archiver_last_archived_time" + l:                                             a.lastArchived,
+		"cnpg_pg_stat_archiver_last_failed_time" + l:                                               a.lastFailed,
+		"cnpg_pg_stat_archiver_seconds_since_last_archival" + l:                                    a.sinceArchival,
+		`cnpg_collector_pg_wal_archive_status{namespace="txmesh",pod="` + pod + `",value="ready"}`: a.ready,
+		`cnpg_collector_pg_wal_archive_status{namespace="txmesh",pod="` + pod + `",value="done"}`:  "5x40",
+	}
 }
 
 // exporter is one CloudNativePG instance pod's exporter as Kubernetes discovery meets it: its pod, the pod's
@@ -271,12 +340,17 @@ func TestShippedRulesFireOnlyOnTheirFault(t *testing.T) {
 		Input     []series    `json:"input_series"`
 		AlertTest []alertTest `json:"alert_rule_test"`
 	}
-	var tests []test
+	// One promtool run per sample interval, the rules evaluated at that step: hours of 5 s steps take a minute.
+	tests := map[string][]test{}
 	for _, c := range ruleCases {
 		if _, ok := annotations[c.alert]; !ok {
 			t.Fatalf("%s: no alert %s in %s", c.name, c.alert, RulesFile)
 		}
-		tc := test{Name: c.name, Interval: "5s", AlertTest: []alertTest{{EvalTime: c.eval, Alertname: c.alert,
+		interval := c.interval
+		if interval == "" {
+			interval = "5s"
+		}
+		tc := test{Name: c.name, Interval: interval, AlertTest: []alertTest{{EvalTime: c.eval, Alertname: c.alert,
 			ExpAlerts: []expAlert{}}}}
 		for s, v := range c.series {
 			tc.Input = append(tc.Input, series{Series: s, Values: v})
@@ -284,24 +358,27 @@ func TestShippedRulesFireOnlyOnTheirFault(t *testing.T) {
 		if c.labels != nil {
 			tc.AlertTest[0].ExpAlerts = []expAlert{{ExpLabels: c.labels, ExpAnnotations: annotations[c.alert]}}
 		}
-		tests = append(tests, tc)
-	}
-	b, err := yaml.Marshal(map[string]any{"rule_files": []string{RuleFileName}, "evaluation_interval": "5s",
-		"tests": tests})
-	if err != nil {
-		t.Fatal(err)
+		tests[interval] = append(tests[interval], tc)
 	}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, RuleFileName), rules, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "tests.yml"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(context.Background(), pt, "test", "rules", "tests.yml")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	for interval, group := range tests {
+		b, err := yaml.Marshal(map[string]any{"rule_files": []string{RuleFileName}, "evaluation_interval": interval,
+			"tests": group})
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := "tests-" + interval + ".yml"
+		if err := os.WriteFile(filepath.Join(dir, file), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(context.Background(), pt, "test", "rules", file)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool test rules (every %s): %v\n%s", interval, err, out)
+		}
 	}
 }
 
