@@ -24,7 +24,7 @@ func TestSplitAttachedDefaultSchedule(t *testing.T) {
 	if !slices.Equal(ran, want) {
 		t.Fatalf("attached runs %v, want %v", ran, want)
 	}
-	wantSkipped := []string{"metrics", "major-upgrade", "network-policies", "pitr", "cd-bootstrap", "cd-drift", "cd-release", "cd-bad-release"}
+	wantSkipped := []string{"metrics", "major-upgrade", "network-policies", "pitr", "objectstore-outage", "cd-bootstrap", "cd-drift", "cd-release", "cd-bad-release"}
 	if !slices.Equal(rowNames(skipped), wantSkipped) || !strings.Contains(skipped[0].NotRun, "Prometheus") {
 		t.Fatalf("not run: %v, want %v (metrics: for want of its Prometheus)", rowNames(skipped), wantSkipped)
 	}

@@ -306,11 +306,16 @@ func (e *env) waitRecovered(ctx context.Context, d time.Duration) (string, error
 
 // waitClusterCondition waits until a Cluster's condition is True.
 func (e *env) waitClusterCondition(ctx context.Context, cluster, cond string, d time.Duration) error {
+	return e.waitClusterConditionStatus(ctx, cluster, cond, "True", d)
+}
+
+// waitClusterConditionStatus waits until the Cluster's condition cond has status ("True", "False").
+func (e *env) waitClusterConditionStatus(ctx context.Context, cluster, cond, status string, d time.Duration) error {
 	return e.s.Apply.Wait(ctx, cnpg.Clusters, namespace, cluster, d, func(c *unstructured.Unstructured) (bool, string) {
 		conds, _, _ := unstructured.NestedSlice(c.Object, "status", "conditions")
 		for _, x := range conds {
 			if m, _ := x.(map[string]any); m["type"] == cond {
-				return m["status"] == "True", fmt.Sprintf("condition %s %v: %v", cond, m["status"], m["message"])
+				return m["status"] == status, fmt.Sprintf("condition %s %v: %v", cond, m["status"], m["message"])
 			}
 		}
 		return false, "no condition " + cond

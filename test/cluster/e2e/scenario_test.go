@@ -17,8 +17,8 @@ func names(sched []scenario) []string {
 // The schedule: every scenario, in the order make e2e has always run them.
 func TestScheduleOrder(t *testing.T) {
 	want := []string{"steady", "metrics", "major-upgrade", "terraform", "network-policies", "bank-outage", "bank-db-failover",
-		"store-db-failover", "node-kill", "node-cut", "drain", "rolling-update", "bad-release", "pitr", "cd-bootstrap",
-		"cd-drift", "cd-release", "cd-bad-release", "negative-control"}
+		"store-db-failover", "node-kill", "node-cut", "drain", "rolling-update", "bad-release", "pitr", "objectstore-outage",
+		"cd-bootstrap", "cd-drift", "cd-release", "cd-bad-release", "negative-control"}
 	if got := names(schedule); !slices.Equal(got, want) {
 		t.Fatalf("schedule %v\nwant     %v", got, want)
 	}

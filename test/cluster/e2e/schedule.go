@@ -19,6 +19,7 @@ var schedule = []scenario{
 	rollingUpdate,
 	badRelease,
 	pitr,
+	objectstoreOutage,
 	// Continuous delivery after the scenarios that change the deployment by hand, which Flux would revert;
 	// the negative control, whose loss stays in the databases, last (it suspends Flux).
 	cdBootstrap,
