@@ -1,6 +1,18 @@
 package relay
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/txmesh/txmesh/src/internal/payment"
+)
+
+// The answers StoreRelayForeignRefusals and StoreBankRefusesRelay are for, exported as zeroes from the start,
+// as the Bank does its refusals: the series exist before the first one (make e2e checks every alert's input
+// series and labels), and `increase` counts the first refusal (it sees nothing of a series born at 1).
+var (
+	foreignCodes = []string{"403", "404"} // the mesh's RBAC: access denied, and no route
+	refusalCodes = []string{payment.CodeCallerNotAllowed, payment.CodeNotFound}
+)
 
 type metrics struct {
 	deliveries   *prometheus.CounterVec
@@ -55,6 +67,12 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		m.refusals)
 	for _, o := range []string{"approved", "declined", "rejected", "retry"} {
 		m.deliveries.WithLabelValues(o) // export zeroes so rates exist from the start
+	}
+	for _, c := range foreignCodes {
+		m.foreign.WithLabelValues(c)
+	}
+	for _, c := range refusalCodes {
+		m.refusals.WithLabelValues(c)
 	}
 	return m
 }

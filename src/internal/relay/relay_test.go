@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -337,22 +338,52 @@ func TestFailurePolicyWithMockedBank(t *testing.T) {
 				t.Fatalf("deliveries: retry=%v %s=%v", retries, tt.wantStatus,
 					testutil.ToFloat64(r.m.deliveries.WithLabelValues(string(tt.wantStatus))))
 			}
-			wantCounts(t, "store_relay_foreign_answers_total", r.m.foreign, tt.foreign)
-			wantCounts(t, "store_relay_bank_refusals_total", r.m.refusals, tt.refusals)
+			wantCounts(t, "store_relay_foreign_answers_total", r.m.foreign, tt.foreign, foreignCodes)
+			wantCounts(t, "store_relay_bank_refusals_total", r.m.refusals, tt.refusals, refusalCodes)
 		})
 	}
 }
 
-// wantCounts fails unless the counter vector holds exactly want (label value → count).
-func wantCounts(t *testing.T, name string, v *prometheus.CounterVec, want map[string]float64) {
+// wantCounts fails unless the counter vector holds exactly want (label value → count), beside the zeroes
+// exported from the start (zeroes: foreignCodes or refusalCodes).
+func wantCounts(t *testing.T, name string, v *prometheus.CounterVec, want map[string]float64, zeroes []string) {
 	t.Helper()
-	if got := testutil.CollectAndCount(v); got != len(want) {
-		t.Errorf("%s: %d series, want %v", name, got, want)
+	all := maps.Clone(want)
+	if all == nil {
+		all = map[string]float64{}
 	}
-	for label, n := range want {
+	for _, c := range zeroes {
+		if _, ok := all[c]; !ok {
+			all[c] = 0
+		}
+	}
+	if got := testutil.CollectAndCount(v); got != len(all) {
+		t.Errorf("%s: %d series, want %v", name, got, all)
+	}
+	for label, n := range all {
 		if got := testutil.ToFloat64(v.WithLabelValues(label)); got != n {
 			t.Errorf("%s{%s} = %v, want %v", name, label, got, n)
 		}
+	}
+}
+
+// The refusals the alerts are for are exported as zeroes before the first one: their series exist from the
+// start, and increase() counts the first refusal.
+func TestRefusalCountersStartAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	newMetrics(reg)
+	want := `# HELP store_relay_bank_refusals_total The Bank's own 4xx answers that no purchase is at fault for (e.g. caller_not_allowed, not_found), by error code; retried.
+# TYPE store_relay_bank_refusals_total counter
+store_relay_bank_refusals_total{code="caller_not_allowed"} 0
+store_relay_bank_refusals_total{code="not_found"} 0
+# HELP store_relay_foreign_answers_total Answers to the relay without the Bank's marks (a sidecar, a proxy, a route in between), by HTTP status code; retried, never a dead letter.
+# TYPE store_relay_foreign_answers_total counter
+store_relay_foreign_answers_total{code="403"} 0
+store_relay_foreign_answers_total{code="404"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "store_relay_bank_refusals_total",
+		"store_relay_foreign_answers_total"); err != nil {
+		t.Fatal(err)
 	}
 }
 
