@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,11 +19,13 @@ import (
 )
 
 // metrics: after another minute of load, the cluster's Prometheus has every target up (both apps' replicas,
-// the six PostgreSQL instances) and every query of the Grafana dashboard returns data, or the row fails
-// naming the panel. It needs the harness's Prometheus.
+// the six PostgreSQL instances), every query of the Grafana dashboard returns data, or the row fails naming
+// the panel, and every alert rule's selectors have series with the labels the rule takes. It needs the
+// harness's Prometheus.
 var metrics = scenario{
-	name:  "metrics",
-	fault: "every query of the Grafana dashboard answered with data by the cluster's Prometheus after the load",
+	name: "metrics",
+	fault: "every query of the Grafana dashboard answered with data by the cluster's Prometheus after the load; " +
+		"every alert rule's series there, with the labels it reads",
 	needs: []string{"prometheus"},
 	run:   dashboardMetrics,
 }
@@ -278,7 +281,62 @@ func dashboardMetrics(ctx context.Context, e *env, r *Row) error {
 	}
 	r.Checks = append(r.Checks, fmt.Sprintf("dashboard %s: all %d queries (panels and variables) returned data, %d series",
 		DashboardPath, len(queries), series))
+	return e.alertInputs(ctx, r)
+}
+
+// alertInputs: every selector of every shipped alert rule, as Prometheus's own parser reads it, has series in
+// the cluster's Prometheus carrying each label the rule groups, matches or relabels by. A selector whose event
+// has not happened (a 5xx) counts when its labels exist.
+func (e *env) alertInputs(ctx context.Context, r *Row) error {
+	b, err := prometheus.Rules(e.opts.Repo)
+	if err != nil {
+		return err
+	}
+	rules, err := prometheus.Alerts(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", prometheus.RulesFile, err)
+	}
+	inputs, err := prometheus.Inputs(ctx, e.promGet, rules)
+	if err != nil {
+		return err
+	}
+	// The window: since the cluster's Prometheus started (this row runs minutes after it), not only now.
+	seen, err := prometheus.CheckInputs(ctx, e.promGet, inputs, time.Now().Add(-30*time.Minute), time.Now())
+	if err != nil {
+		return err
+	}
+	var bad, relaxed []string
+	for _, s := range seen {
+		switch {
+		case !s.OK():
+			bad = append(bad, s.String())
+		case s.Series == 0:
+			relaxed = append(relaxed, s.String())
+		}
+	}
+	check := fmt.Sprintf("alert rules: %d alerts read %d selectors, each with series and the labels it takes",
+		len(rules), len(seen))
+	if len(relaxed) > 0 {
+		check += "; not happened yet, labels there: " + strings.Join(relaxed, "; ")
+	}
+	r.Checks = append(r.Checks, check)
+	if len(bad) > 0 {
+		return fmt.Errorf("%d of %d alert-rule selectors not served as the rules read them: %s", len(bad), len(seen),
+			strings.Join(bad, "; "))
+	}
 	return nil
+}
+
+// promGet is a prometheus.Getter over the API server's service proxy to the cluster's Prometheus.
+func (e *env) promGet(ctx context.Context, api string, q url.Values) ([]byte, error) {
+	req := e.cs.CoreV1().RESTClient().Get().AbsPath(fmt.Sprintf("/api/v1/namespaces/%s/services/%s:http/proxy%s",
+		prometheus.Namespace, prometheus.Name, api))
+	for k, vs := range q {
+		for _, v := range vs {
+			req = req.Param(k, v)
+		}
+	}
+	return req.DoRaw(ctx)
 }
 
 // dashboardVars are Grafana's values for the dashboard's variables: the namespace variable's default, the
