@@ -192,31 +192,20 @@ func TestDashboardMetricsExist(t *testing.T) {
 // alert silent for ever, and promtool's unit tests, fed the same name, cannot tell.
 func TestRuleMetricsExist(t *testing.T) {
 	known := knownMetrics(t)
-	b, err := os.ReadFile(filepath.Join(repoRoot, prometheus.RulesFile))
+	b, err := prometheus.Rules(repoRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rule struct {
-		Spec struct {
-			Groups []struct {
-				Rules []struct {
-					Alert string `json:"alert"`
-					Expr  string `json:"expr"`
-				} `json:"rules"`
-			} `json:"groups"`
-		} `json:"spec"`
-	}
-	if err := yaml.Unmarshal(b, &rule); err != nil {
+	rules, err := prometheus.Alerts(b)
+	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
-	for _, g := range rule.Spec.Groups {
-		for _, r := range g.Rules {
-			for _, m := range metricName.FindAllString(r.Expr, -1) {
-				n++
-				if !exported(known, m) {
-					t.Errorf("%s: %s is not a metric the apps, CloudNativePG or the Barman Cloud plugin export", r.Alert, m)
-				}
+	for _, r := range rules {
+		for _, m := range metricName.FindAllString(r.Expr, -1) {
+			n++
+			if !exported(known, m) {
+				t.Errorf("%s: %s is not a metric the apps, CloudNativePG or the Barman Cloud plugin export", r.Alert, m)
 			}
 		}
 	}
